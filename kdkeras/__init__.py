@@ -1,0 +1,36 @@
+"""kdkeras: distill a big Keras model into a small one, compress it, export it to TFLite.
+
+``kdkeras.keras`` is tf-keras (Keras 2), the Keras that the TensorFlow Model Optimization
+Toolkit accepts. Build students with it:
+
+>>> import kdkeras as kd
+>>> keras = kd.keras
+>>> keras.__name__
+'tf_keras'
+"""
+
+__version__ = "0.1.0"
+
+import tf_keras as keras  # noqa: E402  (explicit: never depends on TF_USE_LEGACY_KERAS)
+
+from kdkeras import losses  # noqa: E402
+from kdkeras.data import digits, fashion_mnist  # noqa: E402
+from kdkeras.distiller import Distiller, TrainingDivergedError  # noqa: E402
+from kdkeras.students import build_cnn_student, build_cnn_teacher, build_mlp_student  # noqa: E402
+from kdkeras.teachers import Teacher, cache_teacher_logits, load_teacher_logits  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "keras",
+    "losses",
+    "Distiller",
+    "TrainingDivergedError",
+    "Teacher",
+    "cache_teacher_logits",
+    "load_teacher_logits",
+    "fashion_mnist",
+    "digits",
+    "build_cnn_teacher",
+    "build_cnn_student",
+    "build_mlp_student",
+]
