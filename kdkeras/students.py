@@ -1,0 +1,123 @@
+"""Ready-made teachers and students for images, built from layers TF-MOT can compress.
+
+Every builder returns an uncompiled tf-keras functional model that outputs **logits** (no
+softmax) from a final ``Dense`` layer named ``"output"``, so ``kd.prune(..., skip=("output",))``
+and the distillation losses work on them unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence, Tuple
+
+import tf_keras as keras
+
+from kdkeras.registry import Registry
+
+BUILDERS = Registry("model builder")
+
+
+def _check(input_shape, num_classes) -> Tuple[Tuple[int, ...], int]:
+    shape = tuple(int(d) for d in input_shape)
+    if not shape or any(d <= 0 for d in shape):
+        raise ValueError(f"input_shape must be positive sizes. Received: input_shape={input_shape}")
+    if int(num_classes) < 2:
+        raise ValueError(f"num_classes must be >= 2. Received: num_classes={num_classes}")
+    return shape, int(num_classes)
+
+
+def _image_input(shape):
+    if len(shape) == 2:  # (H, W): add the channel axis
+        inputs = keras.Input(shape)
+        return inputs, keras.layers.Reshape(shape + (1,))(inputs)
+    if len(shape) != 3:
+        raise ValueError(f"image models need (H, W) or (H, W, C) inputs. Received: {shape}")
+    inputs = keras.Input(shape)
+    return inputs, inputs
+
+
+@BUILDERS.register("cnn_teacher")
+def build_cnn_teacher(
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    filters: Sequence[int] = (32, 64),
+    dense: int = 256,
+    dropout: float = 0.3,
+    name: str = "cnn_teacher",
+) -> keras.Model:
+    """A VGG-style CNN teacher: per stage two 3×3 convs (batch-normed) and a 2×2 max-pool.
+
+    With the defaults on 28×28×1 inputs it has about 870k parameters and reaches ~92–93% on
+    Fashion-MNIST in 10 epochs (see the README benchmark).
+
+    Example:
+
+    >>> m = build_cnn_teacher((28, 28, 1), 10)
+    >>> m.output_shape
+    (None, 10)
+    """
+    shape, num_classes = _check(input_shape, num_classes)
+    inputs, x = _image_input(shape)
+    for i, f in enumerate(filters):
+        for j in range(2):
+            x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i}_{j}")(x)
+            x = keras.layers.BatchNormalization(name=f"bn{i}_{j}")(x)
+            x = keras.layers.ReLU(name=f"relu{i}_{j}")(x)
+        x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    x = keras.layers.Dropout(dropout, name="dropout_in")(x)
+    x = keras.layers.Dense(dense, activation="relu", name="features")(x)
+    x = keras.layers.Dropout(dropout, name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="output")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@BUILDERS.register("cnn")
+def build_cnn_student(
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    filters: Sequence[int] = (8, 16),
+    dense: int = 32,
+    name: str = "cnn_student",
+) -> keras.Model:
+    """A small CNN student: one 3×3 conv + 2×2 max-pool per entry of ``filters``, then Dense.
+
+    With the defaults on 28×28×1 inputs it has about 26k parameters.
+
+    Example:
+
+    >>> build_cnn_student((28, 28, 1), 10).count_params()
+    26698
+    """
+    shape, num_classes = _check(input_shape, num_classes)
+    inputs, x = _image_input(shape)
+    for i, f in enumerate(filters):
+        x = keras.layers.Conv2D(f, 3, padding="same", activation="relu", name=f"conv{i}")(x)
+        x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
+    x = keras.layers.Flatten(name="flatten")(x)
+    if dense:
+        x = keras.layers.Dense(dense, activation="relu", name="features")(x)
+    outputs = keras.layers.Dense(num_classes, name="output")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@BUILDERS.register("mlp")
+def build_mlp_student(
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    hidden: Sequence[int] = (128,),
+    name: str = "mlp_student",
+) -> keras.Model:
+    """A multilayer perceptron student: Flatten, ReLU ``Dense`` layers, logits.
+
+    Example:
+
+    >>> build_mlp_student((28, 28, 1), 10, hidden=(32,)).count_params()
+    25450
+    """
+    shape, num_classes = _check(input_shape, num_classes)
+    inputs = keras.Input(shape)
+    x = keras.layers.Flatten(name="flatten")(inputs)
+    for i, units in enumerate(hidden):
+        x = keras.layers.Dense(int(units), activation="relu", name=f"dense{i}")(x)
+    outputs = keras.layers.Dense(num_classes, name="output")(x)
+    return keras.Model(inputs, outputs, name=name)
