@@ -238,11 +238,10 @@ class Distiller(keras.Model):
                 raise TypeError(f"hints must be kdkeras.losses.HintLoss objects. Received: {h!r}")
         if self.hints and self._teacher is None:
             raise ValueError("Feature hints need a teacher model (the features are not cached).")
-        self._student_features = (
-            _feature_model(student, [h.student_layer for h in self.hints], "student")
-            if self.hints
-            else None
-        )
+        self._student_features = None
+        if self.hints:
+            self._student_features = _feature_model(student, [h.student_layer for h in self.hints], "student")
+            self._build_hints()
         self.alpha = 0.1
         self.temperature = 3.0
         self._compiled_kd = False
@@ -250,6 +249,22 @@ class Distiller(keras.Model):
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.hint_loss_tracker = keras.metrics.Mean(name="hint_loss")
+
+    def _build_hints(self) -> None:
+        """Creates the hint projections now, so the optimizer sees them from the first step."""
+        teacher_model = self._teacher.model
+        if not hasattr(teacher_model, "get_layer"):
+            raise ValueError("Feature hints need a Keras teacher model with named layers.")
+        names = [layer.name for layer in teacher_model.layers]
+        for h in self.hints:
+            if h.teacher_layer not in names:
+                raise ValueError(
+                    f"The teacher has no layer named '{h.teacher_layer}'. Its layers: {', '.join(names)}"
+                )
+            t_shape = tf.TensorShape(teacher_model.get_layer(h.teacher_layer).output.shape)
+            s_shape = tf.TensorShape(self.student.get_layer(h.student_layer).output.shape)
+            if not h.built:
+                h.build((t_shape, s_shape))
 
     @property
     def teacher(self) -> Optional[Teacher]:
