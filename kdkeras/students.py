@@ -61,7 +61,7 @@ def build_cnn_teacher(
     for i, f in enumerate(filters):
         for j in range(convs_per_stage):
             x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i}_{j}")(x)
-            x = keras.layers.BatchNormalization(name=f"bn{i}_{j}")(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}_{j}")(x)
             x = keras.layers.ReLU(name=f"relu{i}_{j}")(x)
         x = keras.layers.MaxPooling2D(name=f"pool{i}")(x)
     x = keras.layers.Flatten(name="flatten")(x)
