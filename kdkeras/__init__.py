@@ -18,6 +18,14 @@ from kdkeras.data import digits, fashion_mnist  # noqa: E402
 from kdkeras.distiller import Distiller, TrainingDivergedError  # noqa: E402
 from kdkeras.students import build_cnn_student, build_cnn_teacher, build_mlp_student  # noqa: E402
 from kdkeras.teachers import Teacher, cache_teacher_logits, load_teacher_logits  # noqa: E402
+from kdkeras import export  # noqa: E402
+from kdkeras.export import (  # noqa: E402
+    benchmark_tflite,
+    evaluate_tflite,
+    export_android,
+    export_tflite,
+    inspect_tflite,
+)
 
 __all__ = [
     "__version__",
@@ -33,4 +41,10 @@ __all__ = [
     "build_cnn_teacher",
     "build_cnn_student",
     "build_mlp_student",
+    "export",
+    "export_tflite",
+    "evaluate_tflite",
+    "benchmark_tflite",
+    "inspect_tflite",
+    "export_android",
 ]

@@ -33,9 +33,188 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return pipeline.run_from_cli(args)
 
 
+# ------------------------------------------------------------------ export | eval | bench | inspect
+
+
+def _load_npz(path: str, keys: List[str], flag: str) -> List["object"]:
+    """Arrays ``keys`` of the ``.npz`` file ``path``; errors name the file and the keys it has."""
+    import os
+
+    import numpy as np
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{flag} file not found. Received: {flag} {path!r}.")
+    try:
+        data = np.load(path, allow_pickle=False)
+    except Exception as e:  # noqa: BLE001 - re-raised with the file name
+        raise ValueError(
+            f"{flag} must be a .npz file written by numpy.savez (keys x, y). "
+            f"Received: {flag} {path!r} ({e})."
+        ) from e
+    missing = [k for k in keys if k not in data.files]
+    if missing:
+        raise ValueError(
+            f"{flag} {path!r} has no array(s) {missing}; it holds {sorted(data.files)}. Save it "
+            "with numpy.savez(path, x=..., y=...) or name the keys with --x-key / --y-key."
+        )
+    return [data[k] for k in keys]
+
+
+def _add_export(sub: "argparse._SubParsersAction") -> None:
+    from kdkeras.export import QUANTIZATIONS
+
+    modes = ", ".join(QUANTIZATIONS.names())
+    p = sub.add_parser(
+        "export",
+        help="convert a saved Keras model to a .tflite file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "examples:\n"
+            "  kdkeras export student.keras out/model.tflite --quantization int8 \\\n"
+            "      --calib calib.npz\n"
+            "  kdkeras export saved_model_dir/ out/model_f16.tflite --quantization float16\n\n"
+            "--calib is a .npz with an array `x` of shape (N,) + input_shape (100-500 training\n"
+            "examples, preprocessed like the training data), e.g. numpy.savez('calib.npz', x=x).\n"
+            f"quantization modes: {modes}\n"
+        ),
+    )
+    p.add_argument("model", help="a .keras or .h5 file, or a SavedModel directory")
+    p.add_argument("out", help="output .tflite path (written atomically)")
+    p.add_argument("--quantization", "-q", default="none",
+                   help="quantization mode (default: %(default)s); see the list below")
+    p.add_argument("--calib", default=None,
+                   help="representative data .npz for int8/int8_io/static_* modes")
+    p.add_argument("--calib-key", default="x", help="array name in --calib (default: %(default)s)")
+    p.add_argument("--max-calib", type=int, default=500,
+                   help="calibration examples used at most (default: %(default)s)")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    import os
+
+    from kdkeras.export import QUANTIZATIONS, export_tflite
+
+    QUANTIZATIONS.get(args.quantization)  # fail on a typo before loading anything
+    rep = None
+    if args.calib is not None:
+        (rep,) = _load_npz(args.calib, [args.calib_key], "--calib")
+    path = export_tflite(args.model, args.out, quantization=args.quantization,
+                         representative_data=rep, max_calibration_samples=args.max_calib)
+    print(f"wrote {path} ({os.path.getsize(path):,} bytes, quantization={args.quantization})")
+    return 0
+
+
+def _add_eval(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "eval",
+        help="accuracy of a .tflite file on test data",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "example:\n"
+            "  kdkeras eval out/model.tflite --data test.npz --keras-model student.keras\n\n"
+            "--data is a .npz with arrays `x` (N,) + input_shape, float, preprocessed like the\n"
+            "training data, and `y` (N,) integer labels or (N, C) one-hot, e.g.\n"
+            "numpy.savez('test.npz', x=x_test, y=y_test). Integer input/output files are\n"
+            "quantized/dequantized with their own scale and zero point.\n"
+        ),
+    )
+    p.add_argument("tflite", help="the .tflite file")
+    p.add_argument("--data", required=True, help=".npz with arrays x and y")
+    p.add_argument("--x-key", default="x", help="input array name (default: %(default)s)")
+    p.add_argument("--y-key", default="y", help="label array name (default: %(default)s)")
+    p.add_argument("--keras-model", default=None,
+                   help="saved Keras model to report top-1 agreement with")
+    p.add_argument("--batch-size", type=int, default=256, help="default: %(default)s")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_eval)
+
+
+def _cmd_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from kdkeras.export import evaluate_tflite, load_model
+
+    x, y = _load_npz(args.data, [args.x_key, args.y_key], "--data")
+    keras_model = None
+    if args.keras_model is not None:
+        keras_model = load_model(args.keras_model)
+        if isinstance(keras_model, str):
+            import tensorflow as tf
+
+            fn = tf.saved_model.load(keras_model).signatures["serving_default"]
+            keras_model = lambda xb: list(fn(tf.constant(xb)).values())[0].numpy()  # noqa: E731
+    res = evaluate_tflite(args.tflite, x, y, keras_model=keras_model, batch_size=args.batch_size)
+    if args.json:
+        print(json.dumps(res))
+    else:
+        line = f"accuracy {res['accuracy']:.4f} on {res['n']} examples"
+        if res["agreement_with_keras"] is not None:
+            line += f"; top-1 agreement with Keras {res['agreement_with_keras']:.4f}"
+        print(line)
+    return 0
+
+
+def _add_bench(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "bench",
+        help="latency of a .tflite file (median and p90 ms per example, batch 1)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=(
+            "example:\n"
+            "  kdkeras bench out/model.tflite --threads 1 --runs 100\n\n"
+            "Latency on a shared machine is noisy: compare files measured in the same run.\n"
+        ),
+    )
+    p.add_argument("tflite", help="the .tflite file")
+    p.add_argument("--threads", type=int, default=1, help="CPU threads (default: %(default)s)")
+    p.add_argument("--runs", type=int, default=100, help="timed runs (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=10, help="untimed runs (default: %(default)s)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    import json
+
+    from kdkeras.export import benchmark_tflite
+
+    lat = benchmark_tflite(args.tflite, num_threads=args.threads, warmup=args.warmup,
+                           runs=args.runs)
+    if args.json:
+        print(json.dumps(lat.to_dict()))
+    else:
+        print(f"median {lat.median_ms:.4f} ms, p90 {lat.p90_ms:.4f} ms, mean {lat.mean_ms:.4f} ms "
+              f"per example ({lat.runs} runs, {lat.num_threads} thread(s), batch 1)")
+    return 0
+
+
+def _add_inspect(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="size, gzip size, input/output specs and op counts of a .tflite file",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  kdkeras inspect out/model.tflite\n"
+               "  kdkeras inspect out/model.tflite --json > info.json\n",
+    )
+    p.add_argument("tflite", help="the .tflite file")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_inspect)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> int:
+    import json
+
+    from kdkeras.export import format_inspection, inspect_tflite
+
+    info = inspect_tflite(args.tflite)
+    print(json.dumps(info, indent=2) if args.json else format_inspection(info))
+    return 0
+
+
 # Sub-commands, in the order `kdkeras --help` lists them. Each adder registers one parser
 # whose `func` takes the parsed namespace and returns an exit code.
-_COMMANDS = [_add_run]
+_COMMANDS = [_add_run, _add_export, _add_eval, _add_bench, _add_inspect]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -60,6 +239,14 @@ def main(argv: Optional[List[str]] = None) -> int:
         return int(args.func(args) or 0)
     except (ValueError, FileNotFoundError, TypeError) as e:
         print(f"kdkeras {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"kdkeras {args.command}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # TFLite's ConverterError has no public import path
+        if type(e).__name__ != "ConverterError":
+            raise
+        print(f"kdkeras {args.command}: TFLite conversion failed: {e}", file=sys.stderr)
         return 2
 
 

@@ -1,0 +1,202 @@
+"""An Android-ready bundle: ``model.tflite``, ``labels.txt`` and ``model.json``.
+
+``model.json`` holds what an app needs to call the model correctly: the input tensor's shape
+and dtype, the normalization to apply to raw inputs (``input = (raw - mean) / std``), the
+quantization parameters of integer inputs/outputs (``q = round(input / scale) + zero_point``,
+``value = (q - zero_point) * scale``), the class names in output order, and, when evaluation
+data is given, the accuracy measured on the exported file itself.
+
+The bundle is built in a temporary directory next to ``out_dir`` and renamed into place only
+when complete, so a failure never leaves half a bundle (and an old bundle stays intact).
+
+Example:
+
+>>> import os, numpy as np, kdkeras as kd
+>>> m = kd.keras.Sequential([kd.keras.layers.Input((4,)), kd.keras.layers.Dense(2)])
+>>> x = np.random.rand(16, 4).astype("float32")
+>>> out = kd.export_android(m, "/tmp/kd_doc/android", labels=["cat", "dog"],
+...                        quantization="int8", representative_data=x)
+>>> sorted(os.listdir(out))
+['labels.txt', 'model.json', 'model.tflite']
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Any, Dict, Optional, Sequence
+
+import numpy as np
+
+from kdkeras.export.evaluate import evaluate_tflite
+from kdkeras.export.inspect import inspect_tflite
+from kdkeras.export.tflite import QUANTIZATIONS, atomic_replace_dir, convert
+
+BUNDLE_FORMAT = "kdkeras-android-bundle"
+BUNDLE_FILES = ("model.tflite", "labels.txt", "model.json")
+
+
+def _check_labels(labels: Any) -> list:
+    if isinstance(labels, str) or not isinstance(labels, Sequence) or len(labels) == 0:
+        raise ValueError(
+            f"labels must be a non-empty list of class names in output order. Received: "
+            f"labels={labels!r}. Pass e.g. labels=['cat', 'dog']."
+        )
+    labels = [str(l) for l in labels]
+    bad = [l for l in labels if "\n" in l or "\r" in l or not l.strip()]
+    if bad:
+        raise ValueError(
+            f"Class names must be non-empty and on one line (labels.txt has one per line). "
+            f"Received: {bad!r}."
+        )
+    return labels
+
+
+def _check_normalization(normalization: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    if normalization is None:
+        return {"mean": 0.0, "std": 1.0}
+    if not isinstance(normalization, dict) or set(normalization) != {"mean", "std"}:
+        raise ValueError(
+            "normalization must be a dict with keys 'mean' and 'std' (input = (raw - mean) / "
+            f"std). Received: normalization={normalization!r}. Example: "
+            "{'mean': 0, 'std': 255} for [0, 255] pixels and a model trained on [0, 1]."
+        )
+    std = np.asarray(normalization["std"], dtype=np.float64)
+    if np.any(std == 0) or not np.all(np.isfinite(std)):
+        raise ValueError(
+            f"normalization['std'] must be finite and non-zero. Received: "
+            f"std={normalization['std']!r}."
+        )
+    return {k: np.asarray(v).tolist() for k, v in normalization.items()}
+
+
+def _tensor_entry(t: Dict[str, Any]) -> Dict[str, Any]:
+    entry = {
+        "name": t["name"],
+        "shape": t["shape_signature"],
+        "dtype": t["dtype"],
+        "quantization": None,
+    }
+    if t["dtype"] in ("int8", "uint8", "int16") and t["scale"]:
+        entry["quantization"] = {"scale": t["scale"], "zero_point": t["zero_point"]}
+    return entry
+
+
+def export_android(
+    model: Any,
+    out_dir: str,
+    labels: Sequence[str],
+    quantization: str = "int8",
+    representative_data: Any = None,
+    *,
+    x_eval: Optional[np.ndarray] = None,
+    y_eval: Optional[np.ndarray] = None,
+    normalization: Optional[Dict[str, Any]] = None,
+    max_calibration_samples: Optional[int] = 500,
+) -> str:
+    """Writes ``model.tflite``, ``labels.txt`` and ``model.json`` to ``out_dir``, atomically.
+
+    Args:
+        model: a tf-keras or Keras 3 model or a saved-model path (see ``export_tflite``).
+        out_dir: str. Bundle directory. An existing bundle there is replaced whole; a non-empty
+            directory that is not a kdkeras bundle is refused.
+        labels: list of str. Class names in the order of the model's output units.
+        quantization: str. Any ``export_tflite`` mode (default ``"int8"``).
+        representative_data: calibration inputs for integer modes (see ``export_tflite``).
+        x_eval: optional float inputs; with ``y_eval``, the accuracy of the exported file is
+            measured and written to ``model.json``.
+        y_eval: optional labels for ``x_eval``.
+        normalization: optional ``{"mean": m, "std": s}`` (scalars or per-channel lists) with
+            ``model_input = (raw - mean) / std``; default ``{"mean": 0, "std": 1}``.
+        max_calibration_samples: Optional[int]. Calibration examples used at most.
+
+    Returns:
+        ``out_dir`` as a string.
+
+    Raises:
+        ValueError: bad labels (or a count that differs from the model's outputs), bad
+            normalization, half-given eval data, a non-bundle directory, or any
+            ``export_tflite`` error.
+    """
+    import kdkeras
+
+    QUANTIZATIONS.get(quantization)
+    labels = _check_labels(labels)
+    norm = _check_normalization(normalization)
+    if (x_eval is None) != (y_eval is None):
+        raise ValueError(
+            "Pass both x_eval and y_eval to measure the exported file's accuracy, or neither. "
+            f"Received: x_eval is {'None' if x_eval is None else 'given'}, y_eval is "
+            f"{'None' if y_eval is None else 'given'}."
+        )
+    out_dir = os.fspath(out_dir).rstrip("/\\") or "."
+    if os.path.exists(out_dir):
+        if not os.path.isdir(out_dir):
+            raise ValueError(f"out_dir exists and is a file. Received: out_dir={out_dir!r}.")
+        existing = set(os.listdir(out_dir))
+        if existing and not existing <= set(BUNDLE_FILES):
+            raise ValueError(
+                f"out_dir exists and holds files that are not part of a kdkeras Android bundle "
+                f"({sorted(existing - set(BUNDLE_FILES))}). Received: out_dir={out_dir!r}. "
+                "Choose a new or empty directory."
+            )
+    data = convert(
+        model, quantization, representative_data, max_calibration_samples=max_calibration_samples
+    )
+    parent = os.path.dirname(os.path.abspath(out_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out_dir)}.tmp-")
+    try:
+        tflite_path = os.path.join(tmp, "model.tflite")
+        with open(tflite_path, "wb") as f:
+            f.write(data)
+        info = inspect_tflite(tflite_path)
+        out = info["outputs"][0]
+        num_outputs = int(np.prod(out["shape"][1:])) if len(out["shape"]) > 1 else 1
+        if num_outputs != len(labels) and not (num_outputs == 1 and len(labels) == 2):
+            raise ValueError(
+                f"labels has {len(labels)} names but the model outputs {num_outputs} values "
+                f"(output shape {out['shape']}). Received: labels={labels!r}. Pass one name per "
+                "output unit, in output order."
+            )
+        evaluation = None
+        if x_eval is not None:
+            evaluation = evaluate_tflite(tflite_path, x_eval, y_eval)
+        with open(os.path.join(tmp, "labels.txt"), "w", encoding="utf-8") as f:
+            f.write("\n".join(labels) + "\n")
+        spec = {
+            "format": BUNDLE_FORMAT,
+            "format_version": 1,
+            "kdkeras_version": kdkeras.__version__,
+            "model_file": "model.tflite",
+            "labels_file": "labels.txt",
+            "quantization": quantization,
+            "input": _tensor_entry(info["inputs"][0]),
+            "output": _tensor_entry(out),
+            "normalization": norm,
+            "preprocessing": (
+                "input = (raw - mean) / std; if input.quantization is set: "
+                "q = clamp(round(input / scale) + zero_point) in input.dtype"
+            ),
+            "postprocessing": (
+                "if output.quantization is set: value = (q - zero_point) * scale; "
+                "class = argmax(value) indexes class_names"
+            ),
+            "num_classes": len(labels),
+            "class_names": labels,
+            "accuracy": None if evaluation is None else evaluation["accuracy"],
+            "accuracy_n": None if evaluation is None else evaluation["n"],
+            "size_bytes": info["size_bytes"],
+            "gzip_bytes": info["gzip_bytes"],
+            "op_counts": info["op_counts"],
+        }
+        with open(os.path.join(tmp, "model.json"), "w", encoding="utf-8") as f:
+            json.dump(spec, f, indent=2)
+            f.write("\n")
+        atomic_replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out_dir

@@ -1,0 +1,216 @@
+"""Accuracy of the exported ``.tflite`` file itself (not of the Keras model it came from).
+
+The file is run with ``ai_edge_litert.interpreter.Interpreter`` (``tf.lite.Interpreter`` is
+deprecated), in batches: the input tensor is resized to the batch size, and where a model cannot
+be resized (a fixed batch axis baked into a reshape) it falls back to one example at a time.
+Integer inputs are quantized with the file's input scale and zero point, integer outputs
+dequantized, so callers always pass and receive float arrays.
+
+Example:
+
+>>> import numpy as np, kdkeras as kd
+>>> m = kd.keras.Sequential([kd.keras.layers.Input((4,)), kd.keras.layers.Dense(3)])
+>>> path = kd.export_tflite(m, "/tmp/kd_doc/eval.tflite")
+>>> x = np.random.rand(8, 4).astype("float32"); y = m.predict(x, verbose=0).argmax(-1)
+>>> res = kd.evaluate_tflite(path, x, y, keras_model=m)
+>>> res["accuracy"], res["n"], res["agreement_with_keras"]
+(1.0, 8, 1.0)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Optional
+
+import numpy as np
+
+from kdkeras.export.tflite import check_tflite_file
+
+
+def make_interpreter(path: str, num_threads: Optional[int] = None) -> Any:
+    """An ``ai_edge_litert`` interpreter for the checked TFLite file ``path``."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    return Interpreter(model_path=check_tflite_file(path), num_threads=num_threads)
+
+
+def quantize_input(x: np.ndarray, detail: Dict[str, Any]) -> np.ndarray:
+    """Casts float ``x`` to the input tensor's dtype, quantizing integer inputs.
+
+    ``q = round(x / scale) + zero_point``, clipped to the dtype's range (TFLite's affine
+    quantization). Float inputs are only cast.
+    """
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind not in "iu":
+        return np.asarray(x, dtype=dtype)
+    scale, zero_point = detail["quantization"]
+    if not scale:
+        return np.asarray(x, dtype=dtype)
+    info = np.iinfo(dtype)
+    q = np.round(np.asarray(x, np.float32) / scale) + zero_point
+    return np.clip(q, info.min, info.max).astype(dtype)
+
+
+def dequantize_output(q: np.ndarray, detail: Dict[str, Any]) -> np.ndarray:
+    """Float values of an output tensor: ``(q - zero_point) * scale`` for integer outputs."""
+    dtype = np.dtype(detail["dtype"])
+    if dtype.kind not in "iu":
+        return np.asarray(q, dtype=np.float32)
+    scale, zero_point = detail["quantization"]
+    if not scale:
+        return np.asarray(q, dtype=np.float32)
+    return (np.asarray(q, np.float32) - zero_point) * np.float32(scale)
+
+
+def _run_batches(path: str, x: np.ndarray, batch_size: int) -> np.ndarray:
+    interp = make_interpreter(path)
+    inp = interp.get_input_details()[0]
+    outs = []
+    for start in range(0, len(x), batch_size):
+        xb = x[start : start + batch_size]
+        interp.resize_tensor_input(inp["index"], [len(xb)] + list(xb.shape[1:]), strict=False)
+        interp.allocate_tensors()
+        inp = interp.get_input_details()[0]
+        interp.set_tensor(inp["index"], quantize_input(xb, inp))
+        interp.invoke()
+        out = interp.get_output_details()[0]
+        y = dequantize_output(interp.get_tensor(out["index"]), out)
+        if y.shape[0] != len(xb):
+            raise RuntimeError(f"batch of {len(xb)} gave {y.shape[0]} outputs")
+        outs.append(y)
+    return np.concatenate(outs, axis=0)
+
+
+def _run_one_by_one(path: str, x: np.ndarray) -> np.ndarray:
+    interp = make_interpreter(path)
+    inp = interp.get_input_details()[0]
+    shape = [1] + list(x.shape[1:])
+    if list(inp["shape"]) != shape:  # dynamic non-batch axes (e.g. sequence length)
+        interp.resize_tensor_input(inp["index"], shape, strict=False)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    out = interp.get_output_details()[0]
+    outs = []
+    for xi in x:
+        interp.set_tensor(inp["index"], quantize_input(xi.reshape(shape), inp))
+        interp.invoke()
+        outs.append(dequantize_output(interp.get_tensor(out["index"]), out)[0])
+    return np.stack(outs, axis=0)
+
+
+def predict_tflite(path: str, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
+    """Float outputs of the ``.tflite`` file for float inputs ``x`` (first output tensor).
+
+    Args:
+        path: str. A ``.tflite`` file.
+        x: np.ndarray. Float inputs, shape ``(N,) + input_shape``.
+        batch_size: int. Examples per interpreter call.
+
+    Returns:
+        np.ndarray of shape ``(N,) + output_shape``, float32 (dequantized for integer outputs).
+
+    Raises:
+        ValueError: not a TFLite file, a model with several inputs, or a wrong input shape.
+    """
+    path = check_tflite_file(path)
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+    interp = make_interpreter(path)
+    inputs = interp.get_input_details()
+    if len(inputs) != 1:
+        raise ValueError(
+            f"predict_tflite supports models with one input; this file has {len(inputs)} "
+            f"({[d['name'] for d in inputs]}). Received: path={path!r}."
+        )
+    x = np.asarray(x)
+    sig = inputs[0].get("shape_signature", inputs[0]["shape"])
+    expected = tuple(None if int(d) < 0 else int(d) for d in sig[1:])  # None: any size
+    got = tuple(x.shape[1:])
+    if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
+        raise ValueError(
+            f"x has per-example shape {tuple(x.shape[1:])} (array shape {x.shape}) but the "
+            f"TFLite input expects {expected}. Reshape x to (N,) + {expected}."
+        )
+    if len(x) == 0:
+        raise ValueError(f"x is empty. Received: x.shape={x.shape}. Pass at least one example.")
+    try:
+        return _run_batches(path, x, batch_size)
+    except (RuntimeError, ValueError):
+        # Resizing is impossible for some graphs (e.g. a reshape to a constant batch of 1).
+        return _run_one_by_one(path, x)
+
+
+def _labels(y: np.ndarray) -> np.ndarray:
+    y = np.asarray(y)
+    if y.ndim >= 2 and y.shape[-1] > 1:
+        return y.argmax(-1)
+    return y.reshape(len(y)).astype(np.int64)
+
+
+def top1(outputs: np.ndarray) -> np.ndarray:
+    """Predicted class per example: argmax, or ``> 0.5`` for a single (sigmoid) output unit."""
+    outputs = np.asarray(outputs).reshape(len(outputs), -1)
+    if outputs.shape[1] == 1:
+        return (outputs[:, 0] > 0.5).astype(np.int64)
+    return outputs.argmax(-1)
+
+
+def _keras_outputs(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
+    if hasattr(model, "predict"):
+        out = model.predict(x, batch_size=batch_size, verbose=0)
+    else:
+        out = model(x)
+    if isinstance(out, (list, tuple)):
+        out = out[0]
+    if isinstance(out, dict):
+        out = next(iter(out.values()))
+    return np.asarray(out)
+
+
+def evaluate_tflite(
+    path: str,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    keras_model: Any = None,
+    batch_size: int = 256,
+) -> Dict[str, Any]:
+    """Top-1 accuracy of the ``.tflite`` file on ``(x, y)``, and agreement with a Keras model.
+
+    Args:
+        path: str. A ``.tflite`` file (any quantization mode; integer input/output is scaled
+            with the file's own quantization parameters).
+        x: np.ndarray. Float inputs, shape ``(N,) + input_shape``, preprocessed exactly as for
+            the Keras model.
+        y: np.ndarray. Integer labels ``(N,)`` or one-hot ``(N, C)``.
+        keras_model: optional Keras model (or callable); when given, ``agreement_with_keras``
+            is the fraction of examples where both predict the same class.
+        batch_size: int. Examples per interpreter call.
+
+    Returns:
+        dict with ``accuracy`` (float in [0, 1]), ``n`` (int), ``agreement_with_keras``
+        (float, or None without ``keras_model``).
+
+    Raises:
+        ValueError: ``x`` and ``y`` of different lengths, not a TFLite file, wrong input shape.
+    """
+    path = check_tflite_file(path)
+    x = np.asarray(x)
+    y = np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(
+            f"x and y must have the same number of examples. Received: len(x)={len(x)}, "
+            f"len(y)={len(y)}. Pass matching arrays (e.g. x_test, y_test from the same split)."
+        )
+    pred = top1(predict_tflite(path, x, batch_size=batch_size))
+    result: Dict[str, Any] = {
+        "accuracy": float(np.mean(pred == _labels(y))),
+        "n": int(len(x)),
+        "agreement_with_keras": None,
+    }
+    if keras_model is not None:
+        ref = top1(_keras_outputs(keras_model, x.astype(np.float32), batch_size))
+        result["agreement_with_keras"] = float(np.mean(pred == ref))
+    return result
+
+
+__all__ = ["evaluate_tflite", "predict_tflite", "quantize_input", "dequantize_output", "top1"]
