@@ -89,6 +89,8 @@ def main(argv=None):
     p.add_argument("--n-train", type=int, default=None, help="training subset (default: all 60k)")
     p.add_argument("--teacher", type=Path, default=Path("/tmp/kdkeras-bench/teacher.keras"))
     p.add_argument("--grid", action="store_true", help="search alpha x temperature (1 seed each)")
+    p.add_argument("--grid-alphas", type=float, nargs="+", default=[0.1, 0.5, 0.9])
+    p.add_argument("--grid-temperatures", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0])
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
 
@@ -106,7 +108,7 @@ def main(argv=None):
         base = scratch(args, 0, x, y, xt, yt)
         rows = [("scratch", "-", "-", f"{base:.4f}")]
         print(f"scratch {base:.4f}", flush=True)
-        for a, t in itertools.product([0.1, 0.5, 0.9], [1.0, 2.0, 4.0, 8.0]):
+        for a, t in itertools.product(args.grid_alphas, args.grid_temperatures):
             acc = distilled(args, 0, x, y, logits, xt, yt, a, t)
             print(f"alpha={a} T={t}: {acc:.4f} ({acc - base:+.4f})", flush=True)
             rows.append(("distilled", a, t, f"{acc:.4f}"))

@@ -154,14 +154,13 @@ def digits(test_size: float = 0.25, seed: int = 0) -> Tuple[Split, Split]:
     return (xa, ya), (xb, yb)
 
 
+CLASS_NAMES = {"fashion_mnist": FASHION_MNIST_CLASSES, "digits": tuple(str(i) for i in range(10))}
+
+
 def class_names(name: str) -> Sequence[str]:
     """Human-readable class names of a built-in data set."""
-    if name == "fashion_mnist":
-        return FASHION_MNIST_CLASSES
-    if name == "digits":
-        return tuple(str(i) for i in range(10))
     DATASETS.get(name)  # raises the standard unknown-name error
-    return ()
+    return CLASS_NAMES[name]
 
 
 def to_dataset(
@@ -180,7 +179,7 @@ def to_dataset(
     if batch_size <= 0:
         raise ValueError(f"batch_size must be > 0. Received: batch_size={batch_size}")
     parts = tuple(p for p in (x, y, teacher_logits) if p is not None)
-    lengths = {len(p) for p in parts}
+    lengths = {len(next(iter(p.values())) if isinstance(p, dict) else p) for p in parts}
     if len(lengths) > 1:
         raise ValueError(
             "x, y and teacher_logits must have the same length. Received lengths: "
@@ -188,5 +187,5 @@ def to_dataset(
         )
     ds = tf.data.Dataset.from_tensor_slices(parts[0] if len(parts) == 1 else parts)
     if shuffle:
-        ds = ds.shuffle(min(len(x), 10_000), seed=seed, reshuffle_each_iteration=True)
+        ds = ds.shuffle(min(lengths.pop(), 10_000), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)

@@ -12,7 +12,7 @@ References:
 from __future__ import annotations
 
 import inspect
-import math
+import numbers
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -20,11 +20,24 @@ import tensorflow as tf
 import tf_keras as keras
 
 from kdkeras import losses as kd_losses
-from kdkeras.teachers import Teacher, as_teacher, is_keras3_model, _feature_model
+from kdkeras.teachers import EnsembleTeacher, Teacher, as_teacher, is_keras3_model, _feature_model
 
 __all__ = ["Distiller", "TrainingDivergedError"]
 
 TEACHER_LOGITS_KEY = "teacher_logits"
+NO_TEACHER_MESSAGE = (
+    "No teacher and no teacher logits: pass teacher= to the Distiller, or feed "
+    "(x, y, teacher_logits) / {'x', 'y', 'teacher_logits'} batches "
+    "(see kdkeras.cache_teacher_logits)."
+)
+
+
+def _shape_mismatch(source: str, t_shape, student_name: str, s_shape) -> ValueError:
+    fmt = lambda shape: str(("batch",) + tuple(shape)[1:])
+    return ValueError(
+        f"Teacher and student outputs differ: {source} gives shape {fmt(t_shape)} but student "
+        f"'{student_name}' gives {fmt(s_shape)}. Both must produce logits over the same classes."
+    )
 
 
 class TrainingDivergedError(RuntimeError):
@@ -42,33 +55,46 @@ class TrainingDivergedError(RuntimeError):
 
 
 class _DivergenceGuard(keras.callbacks.Callback):
-    """Stops ``fit`` with a :class:`TrainingDivergedError` at the first non-finite loss."""
+    """Stops ``fit`` at the first non-finite loss; :meth:`Distiller.fit` then raises.
 
-    def __init__(self):
+    ``train_step`` records the global step of the first non-finite loss in a variable and
+    applies no update from then on (also within one ``steps_per_execution`` block), so the
+    student keeps the weights of the last good step. Raising after ``fit`` returns (not inside
+    the callback) lets every other callback's ``on_train_end`` run.
+    """
+
+    def __init__(self, bad_step: tf.Variable):
         super().__init__()
+        self.bad_step = bad_step
+        self.error: Optional[TrainingDivergedError] = None
         self._epoch = 0
+        self._epoch_start = 0
+        self._seen = 0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
+        self._epoch_start = self._seen
 
     def on_train_batch_end(self, batch, logs=None):
-        loss = (logs or {}).get("loss")
-        if loss is None or math.isfinite(float(loss)):
+        self._seen = self._epoch_start + batch + 1
+        bad = int(self.bad_step.numpy())
+        if bad < 0 or self.error is not None:
             return
+        step = bad - self._epoch_start + 1
         self.model.stop_training = True
-        raise TrainingDivergedError(
-            f"The distillation loss became {float(loss)} at epoch {self._epoch + 1}, step "
-            f"{batch + 1}. Training stopped; that update was not applied, so the student keeps "
-            "the weights of the last good step. Check the inputs and teacher logits for NaN/inf, "
-            "lower the learning rate, or lower the temperature.",
+        self.error = TrainingDivergedError(
+            f"The distillation loss became non-finite (NaN or inf) at epoch {self._epoch + 1}, "
+            f"step {step}. Training stopped; no update was applied from that step on, so the "
+            "student keeps the weights of the last good step. Check the inputs and teacher "
+            "logits for NaN/inf, lower the learning rate, or lower the temperature.",
             epoch=self._epoch + 1,
-            step=batch + 1,
-            loss=float(loss),
+            step=step,
+            loss=float("nan"),
         )
 
 
 def _check_alpha(alpha) -> float:
-    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0.0 <= alpha <= 1.0:
+    if isinstance(alpha, bool) or not isinstance(alpha, numbers.Real) or not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be a number in [0, 1]. Received: alpha={alpha!r}")
     return float(alpha)
 
@@ -76,15 +102,22 @@ def _check_alpha(alpha) -> float:
 def _per_example(loss_fn: Any) -> Callable:
     """Turns a Keras loss (object, function or name) into an unreduced ``fn(y, pred)``."""
     if isinstance(loss_fn, str):
-        loss_fn = keras.losses.get(loss_fn)
-        if isinstance(loss_fn, keras.losses.Loss):
-            return loss_fn.call
-        return loss_fn
-    if isinstance(loss_fn, keras.losses.Loss) or hasattr(loss_fn, "call") and _is_keras3_loss(loss_fn):
+        # The Distiller works on logits: a crossentropy given by name is taken from logits.
+        from_logits = _FROM_LOGITS.get(loss_fn)
+        loss_fn = from_logits(from_logits=True) if from_logits else keras.losses.get(loss_fn)
+        return loss_fn.call if isinstance(loss_fn, keras.losses.Loss) else loss_fn
+    if isinstance(loss_fn, keras.losses.Loss) or _is_keras3_loss(loss_fn):
         return loss_fn.call
     if callable(loss_fn):
         return loss_fn
     raise TypeError(f"student_loss_fn must be a Keras loss or a callable. Received: {loss_fn!r}")
+
+
+_FROM_LOGITS = {
+    "sparse_categorical_crossentropy": keras.losses.SparseCategoricalCrossentropy,
+    "categorical_crossentropy": keras.losses.CategoricalCrossentropy,
+    "binary_crossentropy": keras.losses.BinaryCrossentropy,
+}
 
 
 def _is_keras3_loss(obj) -> bool:
@@ -114,7 +147,7 @@ def _distillation_fn(loss_fn: Any, temperature: float) -> Callable:
         loss_fn = kd_losses.DISTILLATION_LOSSES.get(loss_fn)(temperature=None)
     if isinstance(loss_fn, kd_losses._DistillationLoss):
         own = loss_fn.temperature
-        if own is not None and own != temperature:
+        if own is not None and own != temperature and not isinstance(loss_fn, kd_losses.LogitsMSE):
             raise ValueError(
                 f"distillation_loss_fn has temperature={own} but compile() has "
                 f"temperature={temperature}. Set it in one place (compile's temperature is used "
@@ -160,9 +193,11 @@ def _weighted_mean(per_example: tf.Tensor, weight: Optional[tf.Tensor], mask: Op
         w = w * m
         denom_w = w
     if weight is not None:
+        weight = tf.convert_to_tensor(weight)
+        per_step = per_example.shape.rank >= 2 and weight.shape.rank == per_example.shape.rank
         sw = _match_rank(tf.cast(weight, tf.float32), per_example)
         w = w * sw
-        if mask is None and sw.shape.rank is not None and sw.shape.rank >= 2:
+        if mask is None and per_step:
             # Per-time-step weights are a mask: zero-weight steps are padding.
             denom_w = denom_w * tf.cast(tf.not_equal(sw, 0), tf.float32)
     num = tf.reduce_sum(per_example * w)
@@ -249,9 +284,15 @@ class Distiller(keras.Model):
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.hint_loss_tracker = keras.metrics.Mean(name="hint_loss")
+        # Global step of the first non-finite loss (-1: none). Read by _DivergenceGuard.
+        self._bad_step = tf.Variable(
+            -1, dtype=tf.int64, trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
+        )
 
     def _build_hints(self) -> None:
         """Creates the hint projections now, so the optimizer sees them from the first step."""
+        if isinstance(self._teacher, EnsembleTeacher):
+            raise ValueError("Feature hints need a single teacher, not an ensemble.")
         teacher_model = self._teacher.model
         if not hasattr(teacher_model, "get_layer"):
             raise ValueError("Feature hints need a Keras teacher model with named layers.")
@@ -321,7 +362,10 @@ class Distiller(keras.Model):
 
     def call(self, inputs, training=None):
         if isinstance(inputs, dict) and TEACHER_LOGITS_KEY in inputs:
-            inputs, _ = self._split_logits(inputs)
+            if "x" in inputs or "inputs" in inputs:  # a {"x", "y", "teacher_logits"} batch
+                inputs = inputs.get("x", inputs.get("inputs"))
+            else:
+                inputs, _ = self._split_logits(inputs)
         return self.student(inputs, training=training)
 
     # ----------------------------------------------------------------------------- data
@@ -349,13 +393,9 @@ class Distiller(keras.Model):
     def _teacher_outputs(self, x, logits):
         """Teacher logits (given or computed, outside any tape) and hint features."""
         if logits is not None:
-            return tf.stop_gradient(logits), []
+            return tf.stop_gradient(tf.cast(logits, tf.float32)), []
         if self._teacher is None:
-            raise ValueError(
-                "No teacher and no teacher logits: pass teacher= to the Distiller, or feed "
-                "(x, y, teacher_logits) / {'x', 'y', 'teacher_logits'} batches "
-                "(see kdkeras.cache_teacher_logits)."
-            )
+            raise ValueError(NO_TEACHER_MESSAGE)
         if self.hints:
             outs = self._teacher.features(x, [h.teacher_layer for h in self.hints])
             return outs[0], outs[1:]
@@ -370,11 +410,8 @@ class Distiller(keras.Model):
     def _compute_losses(self, x, y, sw, t_logits, t_feats, training):
         s_logits, s_feats = self._student_outputs(x, training)
         if t_logits.shape.rank is not None and s_logits.shape.rank is not None:
-            if t_logits.shape[1:].is_compatible_with(s_logits.shape[1:]) is False:
-                raise ValueError(
-                    f"Teacher and student outputs differ: teacher {tuple(t_logits.shape)} vs "
-                    f"student {tuple(s_logits.shape)}. Both must produce logits over the same classes."
-                )
+            if not t_logits.shape[1:].is_compatible_with(s_logits.shape[1:]):
+                raise _shape_mismatch("the teacher", t_logits.shape, self.student.name, s_logits.shape)
         mask = getattr(s_logits, "_keras_mask", None)
         parts = {}
         distill = _weighted_mean(self.distillation_loss_fn(t_logits, s_logits), sw, mask)
@@ -427,7 +464,16 @@ class Distiller(keras.Model):
             scaled = total / tf.distribute.get_strategy().num_replicas_in_sync
         grads = tape.gradient(scaled, variables)
         pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-        self._apply_if_finite(pairs, tf.reduce_all(tf.math.is_finite(total)))
+        finite = tf.reduce_all(tf.math.is_finite(total))
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:  # one verdict for all replicas
+            bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+            finite = tf.equal(bad, 0.0)
+        clean = tf.less(self._bad_step, 0)
+        self._bad_step.assign(
+            tf.where(tf.logical_and(clean, tf.logical_not(finite)), self._train_counter, self._bad_step)
+        )
+        self._apply_if_finite(pairs, tf.logical_and(finite, clean))
         return self._update_metrics(parts, y, s_logits, sw, mask)
 
     def _apply_if_finite(self, pairs, finite) -> None:
@@ -445,9 +491,7 @@ class Distiller(keras.Model):
         grads = [g for g, _ in grads]
 
         def cross_replica(distribution, grads, finite):
-            all_finite = tf.reduce_all(
-                [tf.reduce_all(f) for f in distribution.experimental_local_results(finite)]
-            )
+            all_finite = distribution.experimental_local_results(finite)[0]  # same on every replica
 
             def apply():
                 distribution.extended.call_for_each_replica(
@@ -470,7 +514,8 @@ class Distiller(keras.Model):
             s_logits = self.student(x, training=False)
             mask = getattr(s_logits, "_keras_mask", None)
             student = _weighted_mean(self.student_loss_fn(y, s_logits), sw, mask)
-            return self._update_metrics({"loss": student, "student_loss": student}, y, s_logits, sw, mask)
+            # Not logged as "loss": that name is the distillation objective, which needs logits.
+            return self._update_metrics({"student_loss": student}, y, s_logits, sw, mask)
         t_logits, t_feats = self._teacher_outputs(x, logits)
         _, parts, s_logits, mask = self._compute_losses(x, y, sw, t_logits, t_feats, False)
         return self._update_metrics(parts, y, s_logits, sw, mask)
@@ -490,13 +535,24 @@ class Distiller(keras.Model):
         params = bound.arguments
         if not self._compiled_kd:
             raise RuntimeError("Call Distiller.compile(...) before fit().")
+        if self._teacher is None and (params.get("class_weight") or params.get("sample_weight") is not None):
+            raise ValueError(
+                "With teacher=None the third element of a batch is the teacher's logits, so "
+                "sample_weight= and class_weight= cannot be used. Feed dict batches "
+                "{'x', 'y', 'teacher_logits', 'sample_weight'} with per-example weights instead."
+            )
         self.preflight(params["x"], params["y"], params.get("sample_weight"))
         callbacks = list(params.get("callbacks") or [])
         callbacks = _with_pruning_callbacks(self.student, callbacks)
-        callbacks.append(_DivergenceGuard())
+        guard = _DivergenceGuard(self._bad_step)
+        callbacks.append(guard)
         params["callbacks"] = callbacks
         params.pop("self")
-        return super().fit(**params)
+        self._bad_step.assign(-1)
+        history = super().fit(**params)
+        if guard.error is not None:
+            raise guard.error
+        return history
 
     def preflight(self, x, y=None, sample_weight=None) -> None:
         """Checks one small batch: output shapes, logits vs probabilities, label range.
@@ -511,21 +567,24 @@ class Distiller(keras.Model):
             return
         xs, ys, sws, logits = self._unpack(sample)
         if logits is None and self._teacher is None:
-            raise ValueError(
-                "No teacher and no teacher logits: pass teacher= to the Distiller, or feed "
-                "(x, y, teacher_logits) / {'x', 'y', 'teacher_logits'} batches "
-                "(see kdkeras.cache_teacher_logits)."
-            )
-        s = np.asarray(self.student(xs, training=False))
-        t = np.asarray(logits) if logits is not None else np.asarray(self._teacher(xs, temperature=self.temperature))
+            raise ValueError(NO_TEACHER_MESSAGE)
+        s = np.asarray(self.student(xs, training=False), dtype=np.float32)
+        if logits is not None:
+            raw = logits
+        else:
+            raw = self._teacher(xs, temperature=self.temperature)
+        t = np.asarray(tf.cast(raw, tf.float32))
+        atol = 2e-2  # loose enough for bfloat16 softmax rows; logits essentially never pass
         source = "teacher logits" if logits is not None else f"teacher '{self._teacher.name}'"
-        if t.shape[1:] != s.shape[1:]:
+        if t.ndim < s.ndim:
             raise ValueError(
-                f"Teacher and student outputs differ: {source} gives shape {('batch',) + t.shape[1:]} "
-                f"but student '{self.student.name}' gives {('batch',) + s.shape[1:]}. Both must "
-                "produce logits over the same classes."
+                f"The {source} have shape {t.shape}, not one row of logits per example "
+                f"(student: {s.shape}). Without a teacher the third element of a batch is the "
+                "teacher's logits, not a sample weight."
             )
-        if t.size and np.all(t >= 0) and np.all(t <= 1) and np.allclose(t.sum(-1), 1.0, atol=1e-3):
+        if t.shape[1:] != s.shape[1:]:
+            raise _shape_mismatch(source, t.shape, self.student.name, s.shape)
+        if t.size and np.all(t >= 0) and np.all(t <= 1) and np.allclose(t.sum(-1), 1.0, atol=atol):
             raise ValueError(
                 f"The {source} outputs look like probabilities (every row is in [0, 1] and sums "
                 "to 1), but distillation needs logits. Remove the final softmax (build the last "

@@ -18,6 +18,7 @@ References:
 
 from __future__ import annotations
 
+import numbers
 from typing import Callable, Optional
 
 import tensorflow as tf
@@ -40,7 +41,7 @@ __all__ = [
 
 
 def _check_temperature(temperature: float) -> float:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real):
         raise TypeError(
             f"temperature must be a positive number. Received: temperature={temperature!r}"
         )
@@ -49,17 +50,9 @@ def _check_temperature(temperature: float) -> float:
     return float(temperature)
 
 
-def _as_float(x: tf.Tensor) -> tf.Tensor:
-    x = tf.convert_to_tensor(x)
-    return x if x.dtype.is_floating else tf.cast(x, tf.float32)
-
-
 def _same_dtype(a: tf.Tensor, b: tf.Tensor):
-    a, b = _as_float(a), _as_float(b)
-    if a.dtype != b.dtype:  # e.g. a float16 teacher and a float32 student
-        a = tf.cast(a, tf.float32)
-        b = tf.cast(b, tf.float32)
-    return a, b
+    """Both as float32: 16-bit logits (mixed precision, bfloat16 teachers) lose too much in softmax."""
+    return tf.cast(a, tf.float32), tf.cast(b, tf.float32)
 
 
 def kl_divergence(teacher_logits, student_logits, temperature: float = 1.0) -> tf.Tensor:
@@ -89,7 +82,8 @@ def kl_divergence(teacher_logits, student_logits, temperature: float = 1.0) -> t
     t, s = _same_dtype(teacher_logits, student_logits)
     log_p_t = tf.nn.log_softmax(t / temperature, axis=-1)
     log_p_s = tf.nn.log_softmax(s / temperature, axis=-1)
-    kl = tf.reduce_sum(tf.exp(log_p_t) * (log_p_t - log_p_s), axis=-1)
+    # multiply_no_nan: a class the teacher masks with -inf logits contributes 0, not 0·inf = NaN.
+    kl = tf.reduce_sum(tf.math.multiply_no_nan(log_p_t - log_p_s, tf.exp(log_p_t)), axis=-1)
     return kl * (temperature**2)
 
 
@@ -168,7 +162,11 @@ def feature_distance(teacher_features, student_features, metric: str = "mse") ->
         t = tf.math.l2_normalize(t, axis=-1)
         s = tf.math.l2_normalize(s, axis=-1)
         return 1.0 - tf.reduce_sum(t * s, axis=-1)
-    raise ValueError(f"Unknown feature metric '{metric}'. Known: cosine, mse")
+    raise _unknown_metric(metric)
+
+
+def _unknown_metric(metric: str) -> ValueError:
+    return ValueError(f"Unknown feature metric '{metric}'. Known: cosine, mse")
 
 
 class _DistillationLoss(keras.losses.Loss):
@@ -265,7 +263,7 @@ class HintLoss(keras.layers.Layer):
     ):
         super().__init__(**kwargs)
         if metric not in ("mse", "cosine"):
-            raise ValueError(f"Unknown feature metric '{metric}'. Known: cosine, mse")
+            raise _unknown_metric(metric)
         if not weight >= 0:
             raise ValueError(f"weight must be >= 0. Received: weight={weight}")
         self.teacher_layer = teacher_layer

@@ -28,7 +28,8 @@ import tf_keras as keras
 
 import kdkeras
 from kdkeras import data as kd_data
-from kdkeras.distiller import Distiller
+from kdkeras.distiller import Distiller, _check_alpha
+from kdkeras.losses import _check_temperature
 from kdkeras.students import BUILDERS
 
 
@@ -86,10 +87,8 @@ class RunConfig:
         for key in ("teacher_epochs", "epochs", "batch_size"):
             if getattr(self, key) <= 0:
                 raise ValueError(f"{key} must be > 0. Received: {key}={getattr(self, key)}")
-        if not 0 <= self.alpha <= 1:
-            raise ValueError(f"alpha must be in [0, 1]. Received: alpha={self.alpha}")
-        if not self.temperature > 0:
-            raise ValueError(f"temperature must be > 0. Received: temperature={self.temperature}")
+        _check_alpha(self.alpha)
+        _check_temperature(self.temperature)
         if self.teacher_path and not Path(self.teacher_path).exists():
             raise FileNotFoundError(f"teacher_path does not exist: {self.teacher_path}")
 
@@ -173,7 +172,7 @@ def distill(cfg: RunConfig, x, y, teacher_logits, num_classes: int, verbose: int
 
 
 def accuracy(model, x, y) -> float:
-    return float(np.mean(np.argmax(model.predict(x, batch_size=1024, verbose=0), -1) == y))
+    return float(np.mean(np.argmax(model.predict(x, batch_size=1024, verbose=0), -1) == np.reshape(y, -1)))
 
 
 def _save_atomic(model: keras.Model, path: Path) -> Path:
@@ -187,9 +186,13 @@ def _save_atomic(model: keras.Model, path: Path) -> Path:
 
 def _write_text_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def run(cfg: RunConfig, out: str | os.PathLike, verbose: int = 0, log=print) -> Dict[str, Any]:

@@ -107,7 +107,8 @@ class Teacher:
             out = self.model(x, training=False)
         else:
             out = self.model(x)
-        return tf.stop_gradient(_select(out, self.output))
+        # float32 always: 16-bit logits (mixed precision, bfloat16) lose too much in softmax.
+        return tf.stop_gradient(tf.cast(_select(out, self.output), tf.float32))
 
     def features(self, x, layer_names: Sequence[str]) -> List[tf.Tensor]:
         """Returns ``[logits, *outputs of layer_names]`` in one forward pass.
@@ -335,6 +336,11 @@ def cache_teacher_logits(
     t = as_teacher(teacher)
     if t is None:
         raise ValueError("cache_teacher_logits needs a teacher. Received: teacher=None")
+    if isinstance(t, EnsembleTeacher) and temperature is None:
+        raise ValueError(
+            "An ensemble's cached logits depend on the temperature: pass the Distiller's "
+            "temperature, e.g. cache_teacher_logits(teachers, data, temperature=4.0)."
+        )
     xs, ys, logits = [], [], []
     for xb, yb in _batches(data, batch_size):
         logits.append(np.asarray(t(xb, temperature=temperature)))

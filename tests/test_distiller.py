@@ -228,14 +228,85 @@ def test_callable_and_keras3_teachers(digits_data, trained_teacher):
     (x, y), _ = digits_data
     keras3.utils.set_random_seed(0)
     k3 = keras3.Sequential([keras3.Input((8, 8, 1)), keras3.layers.Flatten(), keras3.layers.Dense(10)])
-    k3.set_weights([trained_teacher.get_weights()[0] @ np.zeros((64, 10), "float32") + 0.01, np.zeros(10, "float32")])
     before = [w.copy() for w in k3.get_weights()]
-    for teacher in (k3, lambda inp: trained_teacher(inp, training=False)):
-        d = compiled(small_student(), teacher, metrics=["accuracy"])
+    student = small_student()
+    for teacher, reference in ((k3, k3.predict), (lambda inp: trained_teacher(inp, training=False), trained_teacher.predict)):
+        d = compiled(student, teacher, temperature=2.0)
+        res = d.evaluate(x[:64], y[:64], batch_size=64, verbose=0, return_dict=True)
+        want = losses.kl_divergence(reference(x[:64], verbose=0), student.predict(x[:64], verbose=0), 2.0).numpy().mean()
+        np.testing.assert_allclose(res["distillation_loss"], want, rtol=1e-5)
         h = d.fit(x[:128], y[:128], epochs=2, batch_size=32, verbose=0)
-        assert np.isfinite(h.history["loss"]).all()
+        assert h.history["distillation_loss"][1] < h.history["distillation_loss"][0]
     for a, b in zip(before, k3.get_weights()):
         np.testing.assert_array_equal(a, b)
+
+
+def test_bfloat16_teacher_logits_are_cast(digits_data, trained_teacher):
+    (x, y), _ = digits_data
+    teacher = lambda inp: tf.cast(trained_teacher(inp, training=False), tf.bfloat16)
+    d = compiled(small_student(), teacher, distillation_loss_fn=lambda t, s: tf.reduce_mean(tf.square(t - s), -1))
+    h = d.fit(x[:64], y[:64], epochs=1, batch_size=32, verbose=0)
+    assert np.isfinite(h.history["loss"][0])
+    probs = lambda inp: tf.cast(tf.nn.softmax(trained_teacher(inp, training=False)), tf.bfloat16)
+    with pytest.raises(ValueError, match="look like probabilities"):
+        compiled(small_student(), probs).fit(x[:64], y[:64], epochs=1, verbose=0)
+
+
+def test_string_loss_names_are_taken_from_logits(digits_data, trained_teacher):
+    (x, y), _ = digits_data
+    student = small_student()
+    a = compiled(student, trained_teacher).evaluate(x[:64], y[:64], verbose=0, return_dict=True)
+    b = compiled(student, trained_teacher, student_loss_fn="sparse_categorical_crossentropy",
+                 distillation_loss_fn="kl").evaluate(x[:64], y[:64], verbose=0, return_dict=True)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, err_msg=k)
+
+
+def test_labels_shaped_n_by_1(digits_data, trained_teacher):
+    (x, y), _ = digits_data
+    student = small_student()
+    a = compiled(student, trained_teacher, metrics=["accuracy"]).evaluate(x[:64], y[:64], verbose=0, return_dict=True)
+    b = compiled(student, trained_teacher, metrics=["accuracy"]).evaluate(x[:64], y[:64, None], verbose=0, return_dict=True)
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=1e-5, err_msg=k)
+
+
+def test_validation_split_logs_val_parts(digits_data, trained_teacher):
+    (x, y), _ = digits_data
+    d = compiled(small_student(), trained_teacher, metrics=["accuracy"])
+    h = d.fit(x[:200], y[:200], epochs=1, batch_size=32, validation_split=0.2, verbose=0)
+    assert {"val_loss", "val_student_loss", "val_distillation_loss", "val_accuracy"} <= set(h.history)
+
+
+def test_predict_on_offline_dict_batches(digits_data, trained_teacher):
+    (x, y), _ = digits_data
+    logits = trained_teacher.predict(x[:32], verbose=0)
+    student = small_student()
+    d = compiled(student, None)
+    ds = tf.data.Dataset.from_tensor_slices({"x": x[:32], "y": y[:32], "teacher_logits": logits}).batch(16)
+    np.testing.assert_allclose(d.predict(ds, verbose=0), student.predict(x[:32], verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_offline_rejects_sample_and_class_weights(digits_data, trained_teacher):
+    (x, y), _ = digits_data
+    logits = trained_teacher.predict(x[:64], verbose=0)
+    d = compiled(small_student(), None)
+    with pytest.raises(ValueError, match="sample_weight= and class_weight= cannot be used"):
+        d.fit({"x": x[:64], "teacher_logits": logits}, y[:64], class_weight={0: 2.0}, verbose=0)
+    with pytest.raises(ValueError, match="sample_weight= and class_weight= cannot be used"):
+        d.fit({"x": x[:64], "teacher_logits": logits}, y[:64], sample_weight=np.ones(64), verbose=0)
+
+
+def test_numpy_scalars_accepted_for_alpha_and_temperature(trained_teacher):
+    d = kd.Distiller(student=small_student(), teacher=trained_teacher)
+    d.compile(optimizer="adam", alpha=np.float32(0.25), temperature=np.float64(2.0))
+    assert (d.alpha, d.temperature) == (0.25, 2.0)
+
+
+def test_ensemble_cache_needs_temperature(digits_data, trained_teacher):
+    (x, y), _ = digits_data
+    with pytest.raises(ValueError, match="pass the Distiller's temperature"):
+        kd.cache_teacher_logits([trained_teacher, trained_teacher], (x[:8], y[:8]))
 
 
 def test_ensemble_soft_targets_are_weighted_average(digits_data, trained_teacher):
@@ -377,11 +448,28 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_weights(digits_data, train
         def on_train_batch_end(self, batch, logs=None):
             snapshots.append([w.copy() for w in student.get_weights()])
 
-    with pytest.raises(kd.TrainingDivergedError, match="became nan at epoch 1, step 3") as err:
+    with pytest.raises(kd.TrainingDivergedError, match=r"non-finite \(NaN or inf\) at epoch 1, step 3") as err:
         d.fit(x, y[:256], epochs=2, batch_size=64, shuffle=False, verbose=0, callbacks=[Snap()])
     assert (err.value.epoch, err.value.step) == (1, 3)
     for a, b in zip(snapshots[1], student.get_weights()):  # the weights after step 2
         np.testing.assert_array_equal(a, b)
+
+
+def test_nan_guard_with_steps_per_execution(digits_data, trained_teacher):
+    (x, y), _ = digits_data
+    x = x[:256].copy()
+    x[130] = np.nan  # third batch of 64, inside the first block of 4 steps
+    student = small_student()
+    d = compiled(student, trained_teacher, optimizer=keras.optimizers.SGD(0.1), steps_per_execution=4)
+    with pytest.raises(kd.TrainingDivergedError, match="epoch 1, step 3") as err:
+        d.fit(x, y[:256], epochs=2, batch_size=64, shuffle=False, verbose=0)
+    assert err.value.step == 3
+    assert int(d.optimizer.iterations.numpy()) == 2  # steps 3 and 4 were not applied
+    reference = small_student()
+    ref = compiled(reference, trained_teacher, optimizer=keras.optimizers.SGD(0.1))
+    ref.fit(x[:128], y[:128], epochs=1, batch_size=64, shuffle=False, verbose=0)
+    for a, b in zip(reference.get_weights(), student.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
 def test_nan_guard_under_mirrored_strategy(digits_data, trained_teacher):

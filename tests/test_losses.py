@@ -65,6 +65,22 @@ def test_kl_stable_for_huge_logits_and_tiny_temperature():
     assert np.all(np.isfinite(tape.gradient(loss, sv).numpy()))
 
 
+def test_kl_with_masked_classes_at_minus_infinity():
+    t = np.array([[2.0, -np.inf, 0.0]], "float32")
+    s = np.array([[1.0, 3.0, 0.0]], "float32")
+    got = losses.kl_divergence(t, s, temperature=2.0).numpy()
+    assert np.isfinite(got).all()
+    np.testing.assert_allclose(got, np_kl(np.array([[2.0, -1e30, 0.0]]), s.astype("float64"), 2.0), rtol=1e-5)
+
+
+def test_sixteen_bit_logits_computed_in_float32():
+    t16 = tf.constant(T_LOGITS, tf.bfloat16)
+    got = losses.kl_divergence(t16, tf.constant(S_LOGITS, tf.float16), temperature=2.0)
+    assert got.dtype == tf.float32
+    want = np_kl(t16.numpy().astype("float64"), S_LOGITS.astype("float16").astype("float64"), 2.0)
+    np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-5)
+
+
 def test_kl_sequence_logits_keep_time_axis():
     t = RNG.normal(size=(2, 7, 4)).astype("float32")
     s = RNG.normal(size=(2, 7, 4)).astype("float32")
@@ -132,6 +148,8 @@ def test_hint_loss_projection_and_round_trip():
     out = hint(t, s).numpy()
     assert out.shape == (2,)
     assert hint._proj.kernel.shape == (3, 6)
+    projected = s @ hint._proj.kernel.numpy()
+    np.testing.assert_allclose(out, 0.0 + ((t - projected) ** 2).mean(-1), rtol=1e-5)
     clone = run_serialization_test(hint)
     assert (clone.teacher_layer, clone.student_layer, clone.weight, clone.projection) == ("t", "s", 0.5, True)
     with pytest.raises(ValueError, match="weight=-1"):

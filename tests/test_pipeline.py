@@ -24,7 +24,7 @@ def test_unknown_key_names_nearest():
     ({"epochs": "3"}, "epochs' must be int. Received: epochs='3'"),
     ({"alpha": True}, "alpha' must be float"),
     ({"epochs": 0}, "epochs must be > 0. Received: epochs=0"),
-    ({"alpha": 1.5}, r"alpha must be in \[0, 1\]"),
+    ({"alpha": 1.5}, r"alpha must be a number in \[0, 1\]. Received: alpha=1.5"),
     ({"dataset": "mnist"}, "Unknown dataset 'mnist'"),
     ({"student": "resnet"}, "Unknown model builder 'resnet'"),
 ])

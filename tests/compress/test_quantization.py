@@ -1,0 +1,109 @@
+import logging
+
+import numpy as np
+import pytest
+import tensorflow_model_optimization as tfmot
+import tf_keras as keras
+
+from kdkeras.compress import (
+    cluster,
+    float_layers,
+    has_pruning_wrappers,
+    prune,
+    quantize_aware,
+    sparsity_report,
+    strip,
+)
+from kdkeras.compress.quantization import quantize_scheme
+from tests.compress.compress_models import build, distill, make_data
+
+QuantizeWrapper = tfmot.quantization.keras.QuantizeWrapper
+
+
+def _wrapped(model):
+    return sorted(l.layer.name for l in model.layers if isinstance(l, QuantizeWrapper))
+
+
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_whole_model_qat_leaves_nothing_float(kind, caplog):
+    student = build(kind)
+    before = [w.copy() for w in student.get_weights()]
+    with caplog.at_level(logging.WARNING, logger="kdkeras.compress"):
+        qat = quantize_aware(student)
+    assert float_layers(qat) == []
+    assert "stay float" not in caplog.text
+    assert {"output"} <= set(_wrapped(qat))
+    assert all(np.array_equal(a, b) for a, b in zip(before, student.get_weights()))
+    x, _ = make_data(kind, n=16)
+    # fake-quantized outputs (ranges from the batch in training mode) stay close to float
+    np.testing.assert_allclose(qat(x, training=True).numpy(),
+                               student(x, training=True).numpy(), atol=0.15)
+
+
+@pytest.mark.slow
+def test_transformer_qat_annotates_supported_layers_and_says_which_stay_float(caplog):
+    student = build("transformer")
+    with caplog.at_level(logging.WARNING, logger="kdkeras.compress"):
+        qat = quantize_aware(student)
+    left = float_layers(qat)
+    assert {"embed", "mha", "ln"} <= set(left)
+    assert "ffn" not in left and "output" not in left
+    assert {"ffn", "output"} <= set(_wrapped(qat))
+    for name in ("embed", "mha", "ln"):
+        assert name in caplog.text
+    distill(qat, "transformer", epochs=1, n=16, batch_size=8)  # it trains
+    x, _ = make_data("transformer", n=8)
+    assert np.all(np.isfinite(qat.predict(x, verbose=0)))
+
+
+def test_schemes():
+    assert type(quantize_scheme()).__name__ == "Default8BitQuantizeScheme"
+    assert type(quantize_scheme(preserve_sparsity=True)).__name__ == \
+        "Default8BitPrunePreserveQuantizeScheme"
+    cqat = quantize_scheme(preserve_clusters=True)
+    assert type(cqat).__name__ == "Default8BitClusterPreserveQuantizeScheme"
+    assert cqat.preserve_sparsity is False
+    assert quantize_scheme(preserve_sparsity=True, preserve_clusters=True).preserve_sparsity
+
+
+@pytest.mark.slow
+def test_pqat_keeps_the_zeros():
+    pruned = prune(build("mlp"), target_sparsity=0.7, schedule="constant", frequency=1)
+    distill(pruned, "mlp", epochs=1, n=16, batch_size=8)
+    # a still-wrapped pruned model is stripped first
+    qat = quantize_aware(pruned, preserve_sparsity=True)
+    assert not has_pruning_wrappers(qat)
+    zeros = strip(pruned).get_layer("hidden").kernel.numpy() == 0
+    assert zeros.mean() == pytest.approx(0.7, abs=0.02)
+    distill(qat, "mlp", epochs=2, n=32, batch_size=8)
+    wrapper = qat.get_layer("quant_hidden")  # QAT moves the kernel variable into the wrapper
+    kernel = next(w for w in wrapper.weights if w.name == "hidden/kernel:0").numpy()
+    assert np.all(kernel[zeros] == 0)
+    assert sparsity_report(qat).layer("hidden").prunable_sparsity >= 0.7 - 0.02
+
+
+@pytest.mark.slow
+def test_cqat_keeps_the_clusters():
+    clustered = cluster(build("mlp"), n_clusters=4)
+    distill(clustered, "mlp", epochs=1, n=16, batch_size=8)
+    small = strip(clustered)
+    assert len(np.unique(small.get_layer("hidden").kernel.numpy())) <= 4
+    qat = quantize_aware(small, preserve_clusters=True)
+    distill(qat, "mlp", epochs=1, n=32, batch_size=8)
+    wrapper = qat.get_layer("quant_hidden")
+    # CQAT trains the 4 centroids; the weights used in the forward pass take <= 4 values
+    cluster_vars = [w for w in wrapper.weights if "cluster_centroids" in w.name or
+                    "centroids" in w.name]
+    assert cluster_vars and all(int(np.prod(v.shape)) <= 4 for v in cluster_vars)
+
+
+def test_qat_keras3_model_and_nothing_quantizable():
+    import keras as keras3
+
+    inputs = keras3.Input((4,))
+    with pytest.raises(TypeError, match=r"Keras 3 model.*kdkeras\.keras"):
+        quantize_aware(keras3.Model(inputs, keras3.layers.Dense(2)(inputs)))
+    inputs = keras.Input((4, 4))
+    only_norm = keras.Model(inputs, keras.layers.LayerNormalization(name="ln")(inputs))
+    with pytest.raises(ValueError, match=r"No layer.*ln \(LayerNormalization\)"):
+        quantize_aware(only_norm)
