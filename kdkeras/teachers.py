@@ -23,6 +23,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from kdkeras._keras_kind import is_keras3_model
+
 __all__ = [
     "Teacher",
     "EnsembleTeacher",
@@ -32,19 +34,6 @@ __all__ = [
     "load_teacher_logits",
     "is_keras3_model",
 ]
-
-
-def is_keras3_model(obj: Any) -> bool:
-    """True when ``obj`` is a Keras 3 (``keras`` package) layer or model, not a tf-keras one."""
-    if isinstance(obj, keras.layers.Layer):
-        return False
-    try:
-        import keras as keras3
-    except ImportError:  # pragma: no cover
-        return False
-    if not getattr(keras3, "__version__", "0").startswith("3"):
-        return False
-    return isinstance(obj, keras3.layers.Layer)
 
 
 def _select(out: Any, output: Union[None, str, int, Callable]) -> tf.Tensor:

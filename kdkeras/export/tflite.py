@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
 import numpy as np
 
 from kdkeras.registry import Registry
+from kdkeras._keras_kind import is_keras3_model, is_tf_keras_model
 
 TFLITE_IDENTIFIER = b"TFL3"
 
@@ -121,22 +122,6 @@ for _mode in (
 
 
 # --------------------------------------------------------------------------- model kinds
-
-
-def is_tf_keras_model(model: Any) -> bool:
-    """True for a tf-keras (Keras 2) model."""
-    import tf_keras
-
-    return isinstance(model, tf_keras.Model)
-
-
-def is_keras3_model(model: Any) -> bool:
-    """True for a Keras 3 (``keras`` package) model, including keras-hub models."""
-    try:
-        import keras
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(model, keras.Model) and not is_tf_keras_model(model)
 
 
 def _layer_class_names(model: Any) -> List[str]:
