@@ -18,6 +18,8 @@ from kdkeras.data import digits, fashion_mnist  # noqa: E402
 from kdkeras.distiller import Distiller, TrainingDivergedError  # noqa: E402
 from kdkeras.students import build_cnn_student, build_cnn_teacher, build_mlp_student  # noqa: E402
 from kdkeras.teachers import Teacher, cache_teacher_logits, load_teacher_logits  # noqa: E402
+from kdkeras import compress  # noqa: E402
+from kdkeras.compress import cluster, prune, quantize_aware, sparsity_report, strip  # noqa: E402
 from kdkeras import export  # noqa: E402
 from kdkeras.export import (  # noqa: E402
     benchmark_tflite,
@@ -41,6 +43,12 @@ __all__ = [
     "build_cnn_teacher",
     "build_cnn_student",
     "build_mlp_student",
+    "compress",
+    "prune",
+    "strip",
+    "cluster",
+    "quantize_aware",
+    "sparsity_report",
     "export",
     "export_tflite",
     "evaluate_tflite",

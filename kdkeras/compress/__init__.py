@@ -1,0 +1,38 @@
+"""Compression of tf-keras students with TF-MOT: pruning, clustering, quantization-aware training.
+
+Each function builds and returns a *new* model (the caller's model is never modified); training
+(the KD-aware fine-tune) is done by :class:`kdkeras.Distiller`, which adds the pruning callbacks
+itself. Typical order::
+
+    pruned = prune(student, target_sparsity=0.8, end_step=steps)  # then Distiller.fit
+    small = strip(pruned)                                         # plain layers, zeros kept
+    qat = quantize_aware(small, preserve_sparsity=True)           # then Distiller.fit (PQAT)
+    print(sparsity_report(small))
+"""
+
+from kdkeras.compress.clustering import centroid_inits, cluster, has_clustering_wrappers
+from kdkeras.compress.pruning import (
+    ensure_pruning_callbacks,
+    has_pruning_wrappers,
+    prune,
+    pruning_schedules,
+    strip,
+)
+from kdkeras.compress.quantization import float_layers, quantize_aware
+from kdkeras.compress.report import LayerSparsity, SparsityReport, sparsity_report
+
+__all__ = [
+    "prune",
+    "strip",
+    "cluster",
+    "quantize_aware",
+    "sparsity_report",
+    "ensure_pruning_callbacks",
+    "has_pruning_wrappers",
+    "has_clustering_wrappers",
+    "float_layers",
+    "pruning_schedules",
+    "centroid_inits",
+    "SparsityReport",
+    "LayerSparsity",
+]

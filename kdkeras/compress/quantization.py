@@ -1,0 +1,176 @@
+"""Quantization-aware training (QAT) models for tf-keras students, with TF-MOT.
+
+:func:`quantize_aware` returns a model with fake-quantization (int8 weights and activations)
+inserted, to be fine-tuned with :class:`kdkeras.Distiller` and then converted to an int8 TFLite
+model. On a model TF-MOT supports whole it is ``tfmot.quantization.keras.quantize_model``; on a
+student it cannot take whole (``LayerNormalization``, ``MultiHeadAttention``, residual
+``TFOpLambda`` adds) only the supported layers are annotated and the others stay float, which
+is logged as a warning and can be listed afterwards with :func:`float_layers`.
+
+Collaborative optimization (TF-MOT):
+
+* ``preserve_sparsity=True``: prune-preserving QAT (PQAT), the zeros of a pruned student stay
+  zero (``Default8BitPrunePreserveQuantizeScheme``).
+* ``preserve_clusters=True``: cluster-preserving QAT (CQAT), the clustered weights keep their
+  number of distinct values (``Default8BitClusterPreserveQuantizeScheme``); together with
+  ``preserve_sparsity=True`` it is PCQAT.
+
+Example:
+
+>>> import kdkeras as kd
+>>> inputs = kd.keras.Input((8,))
+>>> student = kd.keras.Model(inputs, kd.keras.layers.Dense(4)(
+...     kd.keras.layers.Dense(16, activation="relu")(inputs)))
+>>> qat = quantize_aware(student)
+>>> float_layers(qat)
+[]
+
+References:
+    Jacob et al., "Quantization and Training of Neural Networks for Efficient
+    Integer-Arithmetic-Only Inference", CVPR 2018.
+"""
+
+from __future__ import annotations
+
+from typing import List
+
+import tensorflow_model_optimization as tfmot
+import tf_keras as keras
+from tensorflow_model_optimization.python.core.quantization.keras import (
+    quantize_layer,
+    quantize_wrapper,
+)
+from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+    default_8bit_quantize_registry,
+)
+
+from kdkeras.compress._utils import check_tf_keras_model, logger, walk_layers
+from kdkeras.compress.pruning import strip
+
+_combine = tfmot.experimental.combine
+_qk = tfmot.quantization.keras
+
+# Layers that carry no computation a converter would keep in float: never reported.
+_NO_COMPUTE = (keras.layers.InputLayer, keras.layers.Dropout, keras.layers.SpatialDropout1D,
+               keras.layers.SpatialDropout2D, keras.layers.GaussianNoise,
+               keras.layers.GaussianDropout, keras.layers.AlphaDropout,
+               keras.layers.ActivityRegularization)
+
+
+def quantize_scheme(preserve_sparsity: bool = False, preserve_clusters: bool = False):
+    """The TF-MOT 8-bit quantize scheme for the requested collaborative optimization.
+
+    >>> type(quantize_scheme(preserve_sparsity=True)).__name__
+    'Default8BitPrunePreserveQuantizeScheme'
+    """
+    if preserve_clusters:
+        return _combine.Default8BitClusterPreserveQuantizeScheme(
+            preserve_sparsity=bool(preserve_sparsity))
+    if preserve_sparsity:
+        return _combine.Default8BitPrunePreserveQuantizeScheme()
+    return _qk.default_8bit.Default8BitQuantizeScheme()
+
+
+def _supported(layer, registry) -> bool:
+    try:
+        return bool(registry.supports(layer))
+    except Exception:  # pylint: disable=broad-except  (a registry probing an odd layer)
+        return False
+
+
+def quantize_aware(model: keras.Model, preserve_sparsity: bool = False,
+                   preserve_clusters: bool = False) -> keras.Model:
+    """Returns a quantization-aware-training copy of ``model`` (int8 fake-quant).
+
+    Pruning and clustering wrappers are stripped first (:func:`kdkeras.compress.strip`); the
+    caller's model is untouched.
+
+    Args:
+        model: tf_keras.Model. A built Functional or Sequential tf-keras student.
+        preserve_sparsity: bool. Keep the zeros of a pruned model at zero during QAT (PQAT).
+        preserve_clusters: bool. Keep a clustered model's weight values shared during QAT
+            (CQAT; PCQAT with ``preserve_sparsity``).
+
+    Returns:
+        A new tf-keras model wrapped for QAT. Layers TF-MOT cannot quantize stay float: they
+        are logged (warning, logger ``kdkeras.compress``) and listed by :func:`float_layers`.
+
+    Raises:
+        TypeError: ``model`` is not a tf-keras model.
+        ValueError: no layer of ``model`` can be quantized.
+
+    Example:
+
+    >>> import kdkeras as kd
+    >>> inputs = kd.keras.Input((4,))
+    >>> x = kd.keras.layers.Dense(8)(inputs)
+    >>> outputs = kd.keras.layers.Dense(2)(kd.keras.layers.LayerNormalization(name="ln")(x))
+    >>> qat = quantize_aware(kd.keras.Model(inputs, outputs))
+    >>> float_layers(qat)
+    ['ln']
+    """
+    check_tf_keras_model(model)
+    work = strip(model)
+    scheme = quantize_scheme(preserve_sparsity, preserve_clusters)
+
+    nested = [layer.name for layer in work.layers if isinstance(layer, keras.Model)]
+    if not nested:
+        try:  # TF-MOT's whole-model path (it also folds Conv+BatchNorm, fuses activations)
+            with _qk.quantize_scope():
+                if not preserve_sparsity and not preserve_clusters:
+                    return _qk.quantize_model(work)
+                return _qk.quantize_apply(_qk.quantize_annotate_model(work), scheme=scheme)
+        except Exception as err:  # pylint: disable=broad-except  (TF-MOT fails many ways)
+            logger.info("TF-MOT cannot quantize model %r whole (%s); annotating the layers "
+                        "it supports.", model.name, str(err).splitlines()[0][:200])
+    else:
+        raise ValueError(
+            f"Model {model.name!r} nests models ({', '.join(nested)}); QAT needs a flat model. "
+            "Rebuild the student without nested models, e.g. by calling the inner model's "
+            "layers directly on the outer tensors.")
+
+    registry = scheme.get_quantize_registry()
+    plain = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    layers = [layer for layer in walk_layers(work) if not isinstance(layer, _NO_COMPUTE)]
+    left_float = [layer.name for layer in layers
+                  if not (_supported(layer, registry) and _supported(layer, plain))]
+    if len(left_float) == len(layers):
+        raise ValueError(
+            f"No layer of model {model.name!r} can be quantized by TF-MOT "
+            f"(layers: {', '.join(f'{l.name} ({type(l).__name__})' for l in layers)}). Use "
+            "post-training quantization at export instead.")
+
+    if left_float:
+        logger.warning(
+            "QAT: %d layer(s) that TF-MOT cannot quantize stay float: %s. Their weights and "
+            "activations are not fake-quantized; convert with a representative data set so "
+            "the converter quantizes what it can, or replace them.", len(left_float),
+            ", ".join(left_float))
+    keep_float = set(left_float)
+
+    def _annotate(layer):
+        if isinstance(layer, _NO_COMPUTE) or layer.name in keep_float:
+            return layer
+        return _qk.quantize_annotate_layer(layer)
+
+    annotated = keras.models.clone_model(work, clone_function=_annotate)
+    with _qk.quantize_scope():
+        return _qk.quantize_apply(annotated, scheme=scheme)
+
+
+def float_layers(model: keras.Model) -> List[str]:
+    """Names of the computing layers of a QAT model that are not quantization-wrapped.
+
+    Args:
+        model: tf_keras.Model. A model returned by :func:`quantize_aware`.
+
+    Returns:
+        Layer names, in model order (input and dropout-like layers excluded).
+    """
+    names = []
+    for layer in walk_layers(model):
+        if isinstance(layer, (keras.Model, quantize_wrapper.QuantizeWrapper,
+                              quantize_layer.QuantizeLayer) + _NO_COMPUTE):
+            continue
+        names.append(layer.name)
+    return names
