@@ -1,4 +1,4 @@
-"""The ``kdkeras`` command line: ``kdkeras run | init | export | eval | bench | inspect``.
+"""The ``kdkeras`` command line: ``kdkeras run | export | eval | bench | inspect``.
 
 Each sub-command is a small function that parses flags into plain arguments and calls the
 Python API; no logic lives only here.
@@ -16,7 +16,8 @@ import kdkeras
 def _add_run(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser(
         "run",
-        help="run the whole pipeline from a TOML config (default: Fashion-MNIST)",
+        help="train a teacher, a scratch baseline and a distilled student from a TOML config "
+        "(default: Fashion-MNIST), with a report",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="example:\n  kdkeras run --quick --out runs/quick\n",
     )
