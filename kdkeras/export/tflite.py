@@ -134,8 +134,9 @@ def _layer_class_names(model: Any) -> List[str]:
 
 def is_pruned_model(model: Any) -> bool:
     """True when the model holds TF-MOT pruning or clustering wrappers (stripped before export)."""
-    names = _layer_class_names(model)
-    return any(n == "PruneLowMagnitude" or n.startswith("ClusterWeights") for n in names)
+    from kdkeras.compress import has_clustering_wrappers, has_pruning_wrappers
+
+    return has_pruning_wrappers(model) or has_clustering_wrappers(model)
 
 
 def is_qat_model(model: Any) -> bool:
@@ -145,18 +146,8 @@ def is_qat_model(model: Any) -> bool:
 
 
 def _strip_pruning(model: Any) -> Any:
-    try:
-        from kdkeras.compress import strip
-    except ImportError:
-        try:
-            from kdkeras.compress.pruning import strip
-        except ImportError as e:
-            raise ImportError(
-                "The model has pruning/clustering wrappers that must be stripped before "
-                "conversion, but kdkeras.compress.strip is not available. Install the full "
-                "kdkeras package, or strip the model yourself with "
-                "tfmot.sparsity.keras.strip_pruning(model) before exporting."
-            ) from e
+    from kdkeras.compress import strip
+
     return strip(model)
 
 
