@@ -115,7 +115,7 @@ class RunConfig:
     def quick(self) -> "RunConfig":
         """A smoke-test sized copy: small subsets, few epochs."""
         return dataclasses.replace(
-            self, n_train=self.n_train or 2000, n_test=self.n_test or 500, teacher_epochs=2, epochs=2
+            self, n_train=self.n_train or 3000, n_test=self.n_test or 500, teacher_epochs=5, epochs=3
         )
 
 

@@ -82,7 +82,7 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
 def test_cli_run_quick_default(tmp_path):
     assert cli.main(["run", "--quick", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["dataset"] == {"name": "fashion_mnist", "n_train": 2000, "n_test": 500}
+    assert report["dataset"] == {"name": "fashion_mnist", "n_train": 3000, "n_test": 500}
     teacher, scratch, distilled = report["models"]
     assert teacher["params"] / distilled["params"] >= 10
-    assert distilled["accuracy"] > 0.5
+    assert teacher["accuracy"] > 0.7 and distilled["accuracy"] > 0.7
