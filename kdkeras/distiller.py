@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import numbers
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -91,6 +91,15 @@ class _DivergenceGuard(keras.callbacks.Callback):
             step=step,
             loss=float("nan"),
         )
+
+
+def _is_dict_batch(data) -> bool:
+    """A ``{"x" (or "inputs"), "y", "teacher_logits", "sample_weight"}`` batch."""
+    return isinstance(data, dict) and TEACHER_LOGITS_KEY in data and ("x" in data or "inputs" in data)
+
+
+def _dict_batch_inputs(data: dict):
+    return data.get("x", data.get("inputs"))
 
 
 def _check_alpha(alpha) -> float:
@@ -361,11 +370,10 @@ class Distiller(keras.Model):
         return trackers + (self.compiled_metrics.metrics if getattr(self, "compiled_metrics", None) else [])
 
     def call(self, inputs, training=None):
-        if isinstance(inputs, dict) and TEACHER_LOGITS_KEY in inputs:
-            if "x" in inputs or "inputs" in inputs:  # a {"x", "y", "teacher_logits"} batch
-                inputs = inputs.get("x", inputs.get("inputs"))
-            else:
-                inputs, _ = self._split_logits(inputs)
+        if _is_dict_batch(inputs):  # a {"x", "y", "teacher_logits"} batch
+            inputs = _dict_batch_inputs(inputs)
+        elif isinstance(inputs, dict) and TEACHER_LOGITS_KEY in inputs:
+            inputs, _ = self._split_logits(inputs)
         return self.student(inputs, training=training)
 
     # ----------------------------------------------------------------------------- data
@@ -378,8 +386,8 @@ class Distiller(keras.Model):
 
     def _unpack(self, data) -> Tuple[Any, Any, Any, Any]:
         """Returns ``(x, y, sample_weight, teacher_logits)`` from one batch."""
-        if isinstance(data, dict) and TEACHER_LOGITS_KEY in data and ("x" in data or "inputs" in data):
-            x = data.get("x", data.get("inputs"))
+        if _is_dict_batch(data):
+            x = _dict_batch_inputs(data)
             y = data.get("y", data.get("labels"))
             return x, y, data.get("sample_weight"), data[TEACHER_LOGITS_KEY]
         x, y, sw = keras.utils.unpack_x_y_sample_weight(data)

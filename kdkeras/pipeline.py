@@ -12,10 +12,9 @@ import difflib
 import json
 import os
 import sys
-import tempfile
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict
 
 import numpy as np
 
@@ -28,6 +27,7 @@ import tf_keras as keras
 
 import kdkeras
 from kdkeras import data as kd_data
+from kdkeras._io import atomic_write_bytes
 from kdkeras.distiller import Distiller, _check_alpha
 from kdkeras.losses import _check_temperature
 from kdkeras.students import BUILDERS
@@ -185,18 +185,6 @@ def _save_atomic(model: keras.Model, path: Path) -> Path:
     return path
 
 
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a report is for sharing
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def run(cfg: RunConfig, out: str | os.PathLike, verbose: int = 0, log=print) -> Dict[str, Any]:
     """Runs every stage, writes models and ``report.json`` / ``report.md`` into ``out``.
 
@@ -246,8 +234,8 @@ def run(cfg: RunConfig, out: str | os.PathLike, verbose: int = 0, log=print) -> 
         "models": models,
         "seconds": round(time.time() - start, 1),
     }
-    _write_text_atomic(out / "report.json", json.dumps(report, indent=2))
-    _write_text_atomic(out / "report.md", report_markdown(report))
+    atomic_write_bytes(out / "report.json", json.dumps(report, indent=2).encode())
+    atomic_write_bytes(out / "report.md", report_markdown(report).encode())
     log(report_markdown(report))
     return report
 

@@ -13,9 +13,8 @@ Offline distillation runs the teacher once: :func:`cache_teacher_logits` returns
 
 from __future__ import annotations
 
-import inspect
+import io
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Union
 
@@ -23,6 +22,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from kdkeras._io import atomic_write_bytes
 from kdkeras._keras_kind import is_keras3_model
 
 __all__ = [
@@ -266,19 +266,6 @@ def _batches(data, batch_size: int):
         yield x[i: i + batch_size], (None if y is None else y[i: i + batch_size])
 
 
-def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def cache_teacher_logits(
     teacher: Any,
     data,
@@ -342,7 +329,9 @@ def cache_teacher_logits(
     l_all = np.concatenate(logits).astype("float32")
     y_all = np.concatenate(ys) if ys else None
     if path is not None:
-        _save_npy_atomic(Path(path), l_all)
+        buf = io.BytesIO()
+        np.save(buf, l_all)
+        atomic_write_bytes(path, buf.getvalue())
     parts = (x_all, y_all, l_all) if y_all is not None else {"x": x_all, "teacher_logits": l_all}
     ds = tf.data.Dataset.from_tensor_slices(parts)
     if shuffle:

@@ -51,6 +51,7 @@ from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
 import numpy as np
 
 from kdkeras.registry import Registry
+from kdkeras._io import atomic_write_bytes
 from kdkeras._keras_kind import is_keras3_model, is_tf_keras_model
 
 TFLITE_IDENTIFIER = b"TFL3"
@@ -462,28 +463,6 @@ def convert(
 
 
 # --------------------------------------------------------------------------- atomic writes
-
-
-def atomic_write_bytes(path: PathLike, data: bytes) -> str:
-    """Writes ``data`` to ``path`` through a temporary file in the same directory + ``os.replace``.
-
-    Readers see either the old file or the complete new one, never a partial file.
-    """
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
-    return path
 
 
 def atomic_replace_dir(tmp_dir: str, out_dir: str) -> None:
