@@ -122,3 +122,101 @@ def build_mlp_student(
         x = keras.layers.Dense(int(units), activation="relu", name=f"dense{i}")(x)
     outputs = keras.layers.Dense(num_classes, name="output")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+def _text_input(input_shape, num_classes, vocab_size) -> Tuple[Tuple[int, ...], int, int]:
+    shape, num_classes = _check(input_shape, num_classes)
+    if len(shape) != 1:
+        raise ValueError(
+            "text models take token-id sequences of shape (sequence_length,). "
+            f"Received: input_shape={input_shape}"
+        )
+    if int(vocab_size) < 3:
+        raise ValueError(
+            "vocab_size must be >= 3 (padding, [UNK] and at least one word). "
+            f"Received: vocab_size={vocab_size}"
+        )
+    return shape, num_classes, int(vocab_size)
+
+
+@BUILDERS.register("text_teacher")
+def build_text_teacher(
+    input_shape: Sequence[int] = (64,),
+    num_classes: int = 2,
+    vocab_size: int = 20000,
+    embed_dim: int = 64,
+    hidden: int = 128,
+    name: str = "text_teacher",
+) -> keras.Model:
+    """A 1-D CNN text teacher: Embedding, ``Conv1D(hidden, 5)``, global max-pool, Dense.
+
+    Inputs are ``int32`` token ids ``(N, sequence_length)`` as :func:`kdkeras.data_files.tokenize`
+    returns them (0 is padding, 1 is ``[UNK]``).
+
+    Args:
+        input_shape: Sequence[int]. ``(sequence_length,)``.
+        num_classes: int. Number of classes (>= 2).
+        vocab_size: int. Size of the vocabulary, padding and ``[UNK]`` included.
+        embed_dim: int. Embedding width.
+        hidden: int. Conv1D filters and hidden Dense units.
+        name: str. Model name.
+
+    Returns:
+        An uncompiled tf-keras model with logits from a ``Dense`` named ``"output"``.
+
+    Raises:
+        ValueError: a non-1-D ``input_shape``, ``num_classes < 2`` or ``vocab_size < 3``.
+
+    Example:
+
+    >>> m = build_text_teacher((64,), 2, vocab_size=1000)
+    >>> m.output_shape, m.input.dtype.name
+    ((None, 2), 'int32')
+    """
+    shape, num_classes, vocab_size = _text_input(input_shape, num_classes, vocab_size)
+    inputs = keras.Input(shape, dtype="int32")
+    x = keras.layers.Embedding(vocab_size, int(embed_dim), name="embedding")(inputs)
+    x = keras.layers.Conv1D(int(hidden), 5, padding="same", activation="relu", name="conv")(x)
+    x = keras.layers.GlobalMaxPooling1D(name="pool")(x)
+    x = keras.layers.Dense(int(hidden), activation="relu", name="features")(x)
+    outputs = keras.layers.Dense(num_classes, name="output")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
+@BUILDERS.register("text")
+def build_text_student(
+    input_shape: Sequence[int] = (64,),
+    num_classes: int = 2,
+    vocab_size: int = 20000,
+    embed_dim: int = 16,
+    name: str = "text_student",
+) -> keras.Model:
+    """A bag-of-embeddings text student: Embedding, global average-pool, Dense logits.
+
+    Inputs are ``int32`` token ids ``(N, sequence_length)``; padding (id 0) is averaged in
+    like any token, which keeps the model to layers TF-MOT and TFLite handle.
+
+    Args:
+        input_shape: Sequence[int]. ``(sequence_length,)``.
+        num_classes: int. Number of classes (>= 2).
+        vocab_size: int. Size of the vocabulary, padding and ``[UNK]`` included.
+        embed_dim: int. Embedding width.
+        name: str. Model name.
+
+    Returns:
+        An uncompiled tf-keras model with logits from a ``Dense`` named ``"output"``.
+
+    Raises:
+        ValueError: a non-1-D ``input_shape``, ``num_classes < 2`` or ``vocab_size < 3``.
+
+    Example:
+
+    >>> build_text_student((64,), 2, vocab_size=1000).count_params()
+    16034
+    """
+    shape, num_classes, vocab_size = _text_input(input_shape, num_classes, vocab_size)
+    inputs = keras.Input(shape, dtype="int32")
+    x = keras.layers.Embedding(vocab_size, int(embed_dim), name="embedding")(inputs)
+    x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
+    outputs = keras.layers.Dense(num_classes, name="output")(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -266,6 +266,18 @@ def _model_input_shapes(model: Any) -> Optional[List[tuple]]:
         return None
 
 
+def _model_input_dtypes(model: Any) -> Optional[List[np.dtype]]:
+    """Numpy dtypes of a Keras model's inputs, or None when unknown (e.g. a SavedModel path)."""
+    inputs = None if isinstance(model, str) else getattr(model, "inputs", None)
+    if not inputs:
+        return None
+    try:
+        # tf-keras tensors carry a tf.DType (``as_numpy_dtype``), Keras 3 ones a string.
+        return [np.dtype(getattr(t.dtype, "as_numpy_dtype", t.dtype)) for t in inputs]
+    except Exception:  # noqa: BLE001
+        return None
+
+
 def _as_input_list(data: Any) -> List[np.ndarray]:
     if isinstance(data, (list, tuple)):
         return [np.asarray(a) for a in data]
@@ -278,7 +290,11 @@ def _as_input_list(data: Any) -> List[np.ndarray]:
 
 
 def _validate_representative_data(data: Any, model: Any, max_samples: Optional[int]) -> Any:
-    """Returns a callable yielding ``[x_i]`` float32 batches of one; checks shapes."""
+    """Returns a callable yielding ``[x_i]`` batches of one; checks shapes.
+
+    Float arrays become float32; integer arrays (token ids) take the model input's integer
+    dtype when it is known.
+    """
     if callable(data):
         return data
     arrays = _as_input_list(data)
@@ -314,6 +330,16 @@ def _validate_representative_data(data: Any, model: Any, max_samples: Optional[i
     if max_samples is not None:
         arrays = [a[:max_samples] for a in arrays]
     arrays = [a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays]
+    # The calibrator feeds the arrays as they are and refuses a dtype other than the input's:
+    # int64 token ids (numpy's default integer) for an int32 Embedding input fail with
+    # "Got value of type INT64 but expected type INT32". Integer data takes the input's
+    # integer dtype.
+    dtypes = _model_input_dtypes(model)
+    if dtypes is not None and len(dtypes) == len(arrays):
+        arrays = [
+            a.astype(d) if a.dtype.kind in "iu" and d.kind in "iu" and a.dtype != d else a
+            for a, d in zip(arrays, dtypes)
+        ]
 
     def gen() -> Iterable[List[np.ndarray]]:
         for j in range(arrays[0].shape[0]):

@@ -242,3 +242,21 @@ def test_export_creates_parent_dirs_and_returns_path(tmp_path, model):
     assert path == str(tmp_path / "a" / "b" / "m.tflite")
     data = open(path, "rb").read()
     assert len(gzip.compress(data)) < len(data)
+
+
+@pytest.mark.parametrize("ids_dtype", ["int32", "int64"])
+def test_int8_calibration_casts_token_ids_to_the_input_dtype(tmp_path, ids_dtype):
+    # An int32 Embedding input calibrated with numpy's default int64 ids: the TFLite calibrator
+    # used to fail with "Got value of type INT64 but expected type INT32".
+    keras.utils.set_random_seed(0)
+    m = keras.Sequential([
+        keras.Input((6,), dtype="int32"),
+        keras.layers.Embedding(12, 4),
+        keras.layers.GlobalAveragePooling1D(),
+        keras.layers.Dense(3),
+    ])
+    ids = np.random.default_rng(0).integers(0, 12, (32, 6)).astype(ids_dtype)
+    path = export_tflite(m, tmp_path / "ids.tflite", "int8", representative_data=ids)
+    ref = m.predict(ids.astype("int32"), verbose=0)
+    out = predict_tflite(path, ids)
+    assert np.abs(out - ref).max() <= 5e-2 * np.ptp(ref)
