@@ -2,19 +2,28 @@
 
 A teacher is anything that turns inputs into logits: a tf-keras model, a Keras 3 model
 (including keras-hub models, on the TensorFlow backend), a SavedModel, a ``.keras`` / ``.h5``
-file, a plain callable, or a weighted list of those (an ensemble). :func:`as_teacher` wraps each
-into a :class:`Teacher`, a plain Python object (not a Keras layer), so the teacher's variables
-never join the distiller's trainable weights; it is always called with ``training=False``.
+file, a keras-hub preset directory of a classifier task, a plain callable, or a weighted list of
+those (an ensemble). :func:`as_teacher` wraps each into a :class:`Teacher`, a plain Python
+object (not a Keras layer), so the teacher's variables never join the distiller's trainable
+weights; it is always called with ``training=False``.
 
 Offline distillation runs the teacher once: :func:`cache_teacher_logits` returns a
 ``tf.data.Dataset`` of ``(x, y, teacher_logits)`` and can save the logits to a ``.npy`` file
-(:func:`load_teacher_logits` reads it back).
+(:func:`load_teacher_logits` reads it back). :func:`teacher_logits_for` returns the logits
+alone as a numpy array; it is what the pipeline's logit cache calls.
+
+A keras-hub task with a preprocessor (e.g. a ``TextClassifier`` loaded from a preset) takes raw
+inputs, strings for text, only through ``task.predict``: calling the task, as the
+:class:`~kdkeras.Distiller` does inside its ``tf.function``, skips the preprocessor.
+:func:`cache_teacher_logits` and :func:`teacher_logits_for` therefore run such a teacher with
+``task.predict``, so its logits are computed once, offline, from the raw inputs.
 """
 
 from __future__ import annotations
 
 import io
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable, List, Optional, Sequence, Union
 
@@ -31,6 +40,7 @@ __all__ = [
     "as_teacher",
     "load_teacher",
     "cache_teacher_logits",
+    "teacher_logits_for",
     "load_teacher_logits",
     "is_keras3_model",
 ]
@@ -69,6 +79,10 @@ class Teacher:
         output: None, str, int or callable. Picks the logits when the model returns a dict or a
             list (a key, an index, or a function of the raw output).
         name: str. Used in messages and reports.
+
+    Calling a teacher runs ``model(x, training=False)``: a keras-hub task gets already
+    preprocessed inputs this way (token ids, not strings). Get a task's logits for raw inputs
+    with :func:`teacher_logits_for`.
 
     Example:
 
@@ -186,19 +200,34 @@ class EnsembleTeacher(Teacher):
 
 
 def load_teacher(path: Union[str, os.PathLike], output=None) -> Teacher:
-    """Loads a teacher from a ``.keras`` / ``.h5`` file or a SavedModel directory.
+    """Loads a teacher from a file or a directory.
 
-    tf-keras files are tried first, then Keras 3 files; a SavedModel directory is loaded with
-    ``tf.saved_model.load`` and called through its ``serving_default`` signature.
+    A directory with a ``metadata.json`` is a keras-hub preset (written by
+    ``task.save_to_preset(dir)``) and is loaded with the task class named in its ``task.json``,
+    offline. Any other directory is a SavedModel, loaded with ``tf.saved_model.load`` and called
+    through its ``serving_default`` signature. Files are tried as tf-keras ``.keras`` / ``.h5``
+    first, then as Keras 3 files.
+
+    Args:
+        path: str or PathLike. A ``.keras`` / ``.h5`` file, a keras-hub preset directory or a
+            SavedModel directory.
+        output: None, str, int or callable. Passed to :class:`Teacher`.
+
+    Returns:
+        A :class:`Teacher`. For a keras-hub task with a preprocessor, get its logits for raw
+        inputs with :func:`teacher_logits_for` (or :func:`cache_teacher_logits`).
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: if no loader can read it (with each loader's reason).
+        ValueError: if no loader can read it (with each loader's reason), or if it is a
+            keras-hub preset of a backbone alone (a backbone gives features, not logits).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"Teacher path does not exist: {path}")
     errors = []
+    if path.is_dir() and (path / "metadata.json").is_file():
+        return Teacher(_load_keras_hub_preset(path), output=output, name=path.name)
     if path.is_dir():
         loaded = tf.saved_model.load(str(path))
         sig = getattr(loaded, "signatures", {}).get("serving_default")
@@ -224,6 +253,44 @@ def _load_keras3(path, compile=False):
     import keras as keras3
 
     return keras3.models.load_model(path, compile=compile)
+
+
+def _load_keras_hub_preset(path: Path):
+    """Loads the keras-hub task saved in the preset directory ``path`` (no download)."""
+    try:
+        from keras_hub.src.utils.preset_utils import check_config_class, load_json
+    except ImportError as e:  # pragma: no cover - keras-hub is in install_requires
+        raise ValueError(
+            f"{path} is a keras-hub preset directory (it has metadata.json), but keras-hub is not "
+            f"installed: pip install keras-hub. Received: path={str(path)!r}"
+        ) from e
+    preset = str(path)
+    if (path / "task.json").is_file():
+        task_cls = check_config_class(load_json(preset, "task.json"))
+        # Task.from_preset refuses the Task base class; the concrete class loads locally.
+        return task_cls.from_preset(preset)
+    backbone = "a backbone"
+    if (path / "config.json").is_file():
+        backbone = load_json(preset, "config.json").get("registered_name", backbone)
+    raise ValueError(
+        f"The keras-hub preset at {path} holds only a backbone ({backbone}), which returns "
+        "features, not logits. A teacher needs a classifier task preset: build one with "
+        "task = keras_hub.models.XClassifier(backbone=backbone, num_classes=..., "
+        "preprocessor=...) (e.g. TextClassifier, ImageClassifier), fine-tune it, then "
+        f"task.save_to_preset(dir). Received: path={str(path)!r}"
+    )
+
+
+def _preprocessing_task(teacher: Teacher):
+    """The keras-hub task inside ``teacher`` if it has a preprocessor, else None."""
+    model = getattr(teacher, "model", None)
+    if "keras_hub" not in sys.modules or not is_keras3_model(model):
+        return None  # keras-hub was never imported, so this cannot be one of its tasks
+    from keras_hub.models import Task
+
+    if isinstance(model, Task) and model.preprocessor is not None:
+        return model
+    return None
 
 
 def as_teacher(teacher: Any, weights: Optional[Sequence[float]] = None) -> Optional[Teacher]:
@@ -266,6 +333,76 @@ def _batches(data, batch_size: int):
         yield x[i: i + batch_size], (None if y is None else y[i: i + batch_size])
 
 
+def _teacher_pass(teacher, data, batch_size: int, temperature, caller: str):
+    """Runs the teacher once over ``data`` in order: ``(x, y or None, float32 logits)``."""
+    is_int = isinstance(batch_size, (int, np.integer)) and not isinstance(batch_size, bool)
+    if not is_int or batch_size <= 0:
+        raise ValueError(f"batch_size must be an integer > 0. Received: batch_size={batch_size!r}")
+    t = as_teacher(teacher)
+    if t is None:
+        raise ValueError(f"{caller} needs a teacher. Received: teacher=None")
+    if isinstance(t, EnsembleTeacher) and temperature is None:
+        raise ValueError(
+            "An ensemble's cached logits depend on the temperature: pass the Distiller's "
+            f"temperature, e.g. {caller}(teachers, data, temperature=4.0)."
+        )
+    task = _preprocessing_task(t)
+    xs, ys, logits = [], [], []
+    for xb, yb in _batches(data, batch_size):
+        if task is None:
+            logits.append(np.asarray(t(xb, temperature=temperature)))
+        xs.append(np.asarray(xb))
+        if yb is not None:
+            ys.append(np.asarray(yb))
+    if not xs:
+        raise ValueError(f"{caller} received no data (an empty array or dataset).")
+    x_all = np.concatenate(xs)
+    y_all = np.concatenate(ys) if ys else None
+    if task is not None:
+        # predict() runs the preprocessor (tokenizer, image converter) on the raw inputs.
+        out = task.predict(x_all, batch_size=int(batch_size), verbose=0)
+        logits = [np.asarray(tf.cast(_select(out, t.output), tf.float32))]
+    return x_all, y_all, np.concatenate(logits).astype("float32")
+
+
+def teacher_logits_for(
+    teacher: Any,
+    x,
+    batch_size: int = 256,
+    *,
+    temperature: Optional[float] = None,
+) -> np.ndarray:
+    """Returns the teacher's logits for ``x``, computed in batches, as a float32 array.
+
+    The pipeline fills its teacher-logit cache with this function. A keras-hub task with a
+    preprocessor (e.g. a ``TextClassifier`` loaded by :func:`load_teacher` from a preset) is
+    run with ``task.predict``, which preprocesses raw inputs such as strings; any other teacher
+    is called on each batch, like :func:`cache_teacher_logits` does.
+
+    Args:
+        teacher: anything :func:`as_teacher` accepts (an ensemble needs ``temperature``).
+        x: numpy array of inputs (raw strings for a text task) or a tf.data.Dataset of
+            ``(x, y)`` / ``x`` batches, iterated once in order.
+        batch_size: int. Batch size of the teacher pass (> 0).
+        temperature: float or None. Passed to the teacher; only ensembles depend on it.
+
+    Returns:
+        ``np.ndarray`` of float32 logits, one row per input, in the input order.
+
+    Raises:
+        ValueError: bad ``batch_size``, no teacher, no data, or an ensemble without
+            ``temperature``.
+
+    Example:
+
+    >>> import kdkeras as kd, numpy as np
+    >>> teacher = kd.build_mlp_student((4,), 3, hidden=())
+    >>> teacher_logits_for(teacher, np.zeros((5, 4), "float32"), batch_size=2).shape
+    (5, 3)
+    """
+    return _teacher_pass(teacher, x, batch_size, temperature, "teacher_logits_for")[2]
+
+
 def cache_teacher_logits(
     teacher: Any,
     data,
@@ -280,6 +417,9 @@ def cache_teacher_logits(
     Feed the result to a ``Distiller(student, teacher=None)``: later epochs skip the teacher's
     forward pass entirely (offline distillation). The triples are shuffled together, so the
     logits always stay aligned with their inputs.
+
+    A keras-hub task with a preprocessor is run with ``task.predict`` on the raw inputs (see
+    :func:`teacher_logits_for`).
 
     Args:
         teacher: anything :func:`as_teacher` accepts (an ensemble needs ``temperature``).
@@ -307,27 +447,9 @@ def cache_teacher_logits(
     >>> [tuple(t.shape) for t in next(iter(ds))]
     [(32, 8, 8, 1), (32,), (32, 10)]
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0. Received: batch_size={batch_size}")
-    t = as_teacher(teacher)
-    if t is None:
-        raise ValueError("cache_teacher_logits needs a teacher. Received: teacher=None")
-    if isinstance(t, EnsembleTeacher) and temperature is None:
-        raise ValueError(
-            "An ensemble's cached logits depend on the temperature: pass the Distiller's "
-            "temperature, e.g. cache_teacher_logits(teachers, data, temperature=4.0)."
-        )
-    xs, ys, logits = [], [], []
-    for xb, yb in _batches(data, batch_size):
-        logits.append(np.asarray(t(xb, temperature=temperature)))
-        xs.append(np.asarray(xb))
-        if yb is not None:
-            ys.append(np.asarray(yb))
-    if not xs:
-        raise ValueError("cache_teacher_logits received no data (an empty array or dataset).")
-    x_all = np.concatenate(xs)
-    l_all = np.concatenate(logits).astype("float32")
-    y_all = np.concatenate(ys) if ys else None
+    x_all, y_all, l_all = _teacher_pass(
+        teacher, data, batch_size, temperature, "cache_teacher_logits"
+    )
     if path is not None:
         buf = io.BytesIO()
         np.save(buf, l_all)

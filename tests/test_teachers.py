@@ -69,3 +69,73 @@ def test_cache_to_file_is_atomic_and_checked(tmp_path, trained_teacher, digits_d
         kd.load_teacher_logits(tmp_path / "none.npy")
     with pytest.raises(ValueError, match="needs a teacher"):
         kd.cache_teacher_logits(None, (x[:4], y[:4]))
+
+
+def _tiny_bert_classifier(num_classes=3):
+    """A BERT text classifier with ~5k parameters and a 10-word vocabulary, built offline."""
+    keras_hub = pytest.importorskip("keras_hub")
+    import keras as keras3
+
+    keras3.utils.set_random_seed(0)
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "good", "bad", "movie", "the", "a"]
+    tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab, lowercase=True)
+    preprocessor = keras_hub.models.BertTextClassifierPreprocessor(tokenizer, sequence_length=16)
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=len(vocab), num_layers=1, num_heads=2, hidden_dim=16,
+        intermediate_dim=32, max_sequence_length=32,
+    )
+    task = keras_hub.models.BertTextClassifier(
+        backbone=backbone, num_classes=num_classes, preprocessor=preprocessor
+    )
+    # The default head starts near zero (stddev 0.02); a wide one makes the logits tell inputs
+    # apart, so a missing preprocessing or weight-loading step would show in the numbers.
+    kernel = task.output_dense.kernel
+    kernel.assign(np.random.default_rng(0).normal(0, 3.0, kernel.shape).astype("float32"))
+    return task
+
+
+def test_keras_hub_task_preset_is_a_teacher_of_raw_strings(tmp_path):
+    task = _tiny_bert_classifier(num_classes=3)
+    task.save_to_preset(str(tmp_path / "preset"))
+    texts = np.array(["good movie", "bad", "the movie", "a bad movie", "good"])
+    expected = task.predict(texts, batch_size=2, verbose=0)
+    assert np.ptp(expected[:, 0]) > 1e-3  # the inputs give different logits
+
+    t = kd.teachers.load_teacher(tmp_path / "preset")
+    assert type(t.model).__name__ == "BertTextClassifier" and t.name == "preset"
+    logits = teachers.teacher_logits_for(t, texts[:2], 2)
+    assert logits.dtype == np.float32 and logits.shape == (2, 3)
+    np.testing.assert_allclose(logits, expected[:2], atol=1e-5)
+    # Five inputs in batches of 2, through as_teacher, in order.
+    np.testing.assert_allclose(teachers.teacher_logits_for(str(tmp_path / "preset"), texts, 2),
+                               expected, atol=1e-5)
+    ds = kd.cache_teacher_logits(t, (texts, np.arange(5)), batch_size=2, shuffle=False)
+    x_c, y_c, l_c = (np.concatenate(part) for part in zip(*ds.as_numpy_iterator()))
+    assert list(x_c) == [s.encode() for s in texts] and list(y_c) == [0, 1, 2, 3, 4]
+    np.testing.assert_allclose(l_c, expected, atol=1e-5)
+
+
+def test_keras_hub_backbone_preset_is_refused_with_the_fix(tmp_path):
+    task = _tiny_bert_classifier()
+    task.backbone.save_to_preset(str(tmp_path / "bb"))
+    assert (tmp_path / "bb" / "metadata.json").is_file()
+    with pytest.raises(ValueError, match=r"only a backbone \(keras_hub>BertBackbone\).*"
+                                         r"XClassifier\(backbone=backbone, num_classes=.*save_to_preset"):
+        teachers.load_teacher(tmp_path / "bb")
+
+
+def test_teacher_logits_for_plain_teachers(trained_teacher, digits_data):
+    (x, _), _ = digits_data
+    logits = teachers.teacher_logits_for(trained_teacher, x[:37], batch_size=16)
+    assert logits.dtype == np.float32 and logits.shape == (37, 10)
+    np.testing.assert_allclose(logits, trained_teacher.predict(x[:37], verbose=0), rtol=1e-5, atol=1e-5)
+    ens = [trained_teacher, trained_teacher]
+    ens_logits = teachers.teacher_logits_for(ens, x[:8], 4, temperature=2.0)
+    # Equal members: the ensemble's soft targets are the member's (logits up to a row shift).
+    np.testing.assert_allclose(tf.nn.softmax(ens_logits / 2.0), tf.nn.softmax(logits[:8] / 2.0), atol=1e-5)
+    with pytest.raises(ValueError, match=r"teacher_logits_for\(teachers, data, temperature=4.0\)"):
+        teachers.teacher_logits_for(ens, x[:8], 4)
+    with pytest.raises(ValueError, match="Received: batch_size=0"):
+        teachers.teacher_logits_for(trained_teacher, x[:8], 0)
+    with pytest.raises(ValueError, match="teacher_logits_for received no data"):
+        teachers.teacher_logits_for(trained_teacher, x[:0], 4)

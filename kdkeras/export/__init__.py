@@ -6,7 +6,7 @@
 """
 
 from kdkeras.export.android import export_android
-from kdkeras.export.bench import BenchmarkResult, benchmark_tflite
+from kdkeras.export.bench import BenchmarkResult, benchmark_keras, benchmark_tflite
 from kdkeras.export.evaluate import evaluate_tflite, predict_tflite
 from kdkeras.export.inspect import format_inspection, inspect_tflite
 from kdkeras.export.tflite import (
@@ -22,6 +22,7 @@ __all__ = [
     "QUANTIZATIONS",
     "QuantizationMode",
     "BenchmarkResult",
+    "benchmark_keras",
     "benchmark_tflite",
     "check_tflite_file",
     "convert",
