@@ -1,4 +1,4 @@
-"""The ``kdkeras`` command line: ``kdkeras run | export | eval | bench | inspect``.
+"""The ``kdkeras`` command line: ``kdkeras run | init | export | eval | bench | inspect``.
 
 Each sub-command is a small function that parses flags into plain arguments and calls the
 Python API; no logic lives only here.
@@ -14,17 +14,31 @@ import kdkeras
 
 
 def _add_run(sub: "argparse._SubParsersAction") -> None:
+    from kdkeras.pipeline import STAGE_NAMES
+
     p = sub.add_parser(
         "run",
-        help="train a teacher, a scratch baseline and a distilled student from a TOML config "
-        "(default: Fashion-MNIST), with a report",
+        help="the whole pipeline from a TOML config (default: Fashion-MNIST): teacher, scratch "
+        "baseline, distilled, pruned and QAT students, int8 .tflite, verification, report",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="example:\n  kdkeras run --quick --out runs/quick\n",
+        epilog=(
+            "examples:\n"
+            "  kdkeras run                           # the built-in Fashion-MNIST job\n"
+            "  kdkeras run --quick --out runs/quick  # smoke test on a small subset\n"
+            "  kdkeras init my.toml && kdkeras run my.toml --out runs/mine\n"
+            "  kdkeras run my.toml --out runs/mine --force prune   # redo prune and later stages\n\n"
+            f"stages: {' -> '.join(STAGE_NAMES)}\n"
+            "Finished stages are reused when their config is unchanged, so an interrupted run\n"
+            "resumes. The report (report.json, report.md, report.png) and android/ go to --out.\n"
+        ),
     )
     p.add_argument("config", nargs="?", default=None, help="TOML config (default: built-in)")
     p.add_argument("--out", default="kdkeras-run", help="output directory (default: %(default)s)")
-    p.add_argument("--quick", action="store_true", help="small subset, few epochs (smoke test)")
+    p.add_argument("--quick", action="store_true",
+                   help="3,000 training / 500 test examples, 1-4 epochs per stage (smoke test)")
     p.add_argument("--seed", type=int, default=None, help="random seed (default: config's)")
+    p.add_argument("--force", action="append", metavar="STAGE",
+                   help="redo STAGE (and the stages after it that need it); repeatable")
     p.set_defaults(func=_cmd_run)
 
 
@@ -32,6 +46,19 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from kdkeras import pipeline
 
     return pipeline.run_from_cli(args)
+
+
+def _add_init(sub: "argparse._SubParsersAction") -> None:
+    p = sub.add_parser("init", help="write the default `kdkeras run` config, commented, to edit")
+    p.add_argument("path", nargs="?", default="kdkeras.toml", help="default: %(default)s")
+    p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.set_defaults(func=_cmd_init)
+
+
+def _cmd_init(args: argparse.Namespace) -> int:
+    from kdkeras import pipeline
+
+    return pipeline.init_from_cli(args)
 
 
 # ------------------------------------------------------------------ export | eval | bench | inspect
@@ -215,7 +242,7 @@ def _cmd_inspect(args: argparse.Namespace) -> int:
 
 # Sub-commands, in the order `kdkeras --help` lists them. Each adder registers one parser
 # whose `func` takes the parsed namespace and returns an exit code.
-_COMMANDS = [_add_run, _add_export, _add_eval, _add_bench, _add_inspect]
+_COMMANDS = [_add_run, _add_init, _add_export, _add_eval, _add_bench, _add_inspect]
 
 
 def build_parser() -> argparse.ArgumentParser:

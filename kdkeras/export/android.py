@@ -32,7 +32,7 @@ import numpy as np
 
 from kdkeras.export.evaluate import evaluate_tflite
 from kdkeras.export.inspect import inspect_tflite
-from kdkeras.export.tflite import QUANTIZATIONS, atomic_replace_dir, convert
+from kdkeras.export.tflite import QUANTIZATIONS, atomic_replace_dir, check_tflite_file, convert
 
 BUNDLE_FORMAT = "kdkeras-android-bundle"
 BUNDLE_FILES = ("model.tflite", "labels.txt", "model.json")
@@ -99,7 +99,9 @@ def export_android(
     """Writes ``model.tflite``, ``labels.txt`` and ``model.json`` to ``out_dir``, atomically.
 
     Args:
-        model: a tf-keras or Keras 3 model or a saved-model path (see ``export_tflite``).
+        model: a tf-keras or Keras 3 model or a saved-model path (see ``export_tflite``), or
+            a ``.tflite`` file, bundled byte for byte (``quantization`` is then only recorded:
+            pass the mode it was converted with).
         out_dir: str. Bundle directory. An existing bundle there is replaced whole; a non-empty
             directory that is not a kdkeras bundle is refused.
         labels: list of str. Class names in the order of the model's output units.
@@ -142,9 +144,14 @@ def export_android(
                 f"({sorted(existing - set(BUNDLE_FILES))}). Received: out_dir={out_dir!r}. "
                 "Choose a new or empty directory."
             )
-    data = convert(
-        model, quantization, representative_data, max_calibration_samples=max_calibration_samples
-    )
+    if isinstance(model, (str, os.PathLike)) and os.fspath(model).endswith(".tflite"):
+        with open(check_tflite_file(model), "rb") as f:  # an exported file, bundled as is
+            data = f.read()
+    else:
+        data = convert(
+            model, quantization, representative_data,
+            max_calibration_samples=max_calibration_samples,
+        )
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out_dir)}.tmp-")

@@ -1,0 +1,362 @@
+"""The typed configuration of ``kdkeras run``: one frozen dataclass per TOML section.
+
+Every key is optional; the defaults are the built-in Fashion-MNIST job. ``kdkeras init`` writes
+:func:`default_toml` (every key, its default and a comment) for the user to edit. Unknown keys
+fail with the nearest valid one, wrong types with the key, the expected type and the value.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Tuple
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
+from kdkeras import data as kd_data
+from kdkeras.distiller import _check_alpha
+from kdkeras.losses import _check_temperature
+from kdkeras.students import BUILDERS
+
+
+def _key(default, doc: str):
+    """A config field: its default and the comment ``kdkeras init`` writes above it."""
+    if isinstance(default, (dict, list)):
+        return dataclasses.field(default_factory=lambda: type(default)(default), metadata={"doc": doc})
+    return dataclasses.field(default=default, metadata={"doc": doc})
+
+
+AUTO = "auto"
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """``[data]``: where the examples come from."""
+
+    source: str = _key("fashion_mnist", "built-in data set (fashion_mnist, digits) or a path: a .npz "
+                       "file (x_train/y_train/x_test/y_test or x/y), a .csv file, a folder of "
+                       "class sub-folders of images or .txt files")
+    n_train: int = _key(0, "training examples used, a random subset (0: all)")
+    n_test: int = _key(0, "held-out test examples used, a random subset (0: all)")
+    test_fraction: float = _key(0.2, "held-out share when the source has no test split of its own")
+    label_column: str = _key("label", "CSV: the column holding the labels")
+    text_column: str = _key("text", "CSV: the column holding the text (if present: a text data set)")
+    image_size: List[int] = _key([28, 28], "image folder: every image is resized to [height, width]")
+    color_mode: str = _key("grayscale", "image folder: grayscale or rgb")
+    sequence_length: int = _key(64, "text: tokens per example (padded or cut)")
+    max_tokens: int = _key(20000, "text: vocabulary size, built from the training split")
+
+
+@dataclasses.dataclass(frozen=True)
+class TeacherConfig:
+    """``[teacher]``: build and train one, or load one."""
+
+    builder: str = _key(AUTO, "model builder (auto: cnn_teacher for images, text_teacher for "
+                        "text, a 2x256 mlp for features)")
+    kwargs: Dict[str, Any] = _key({}, "extra arguments of the builder, e.g. {filters = 32}")
+    path: str = _key("", "load this .keras / .h5 file, SavedModel folder or keras-hub preset "
+                     "folder instead of training a teacher")
+    epochs: int = _key(4, "training epochs (hard labels, Adam)")
+    learning_rate: float = _key(1e-3, "Adam learning rate")
+
+
+@dataclasses.dataclass(frozen=True)
+class StudentConfig:
+    """``[student]``: the small model."""
+
+    builder: str = _key(AUTO, "model builder (auto: cnn for images, text for text, a 32-unit mlp "
+                        "for features)")
+    kwargs: Dict[str, Any] = _key({}, "extra arguments of the builder, e.g. {hidden = [64]} for mlp")
+    path: str = _key("", "start from this saved .keras / .h5 model (its weights too) instead of "
+                     "a builder")
+
+
+@dataclasses.dataclass(frozen=True)
+class ScratchConfig:
+    """``[scratch]``: the baseline, trained like the distilled student on hard labels only."""
+
+    enabled: bool = _key(True, "train the student from scratch too, so the report shows what "
+                         "distillation bought (same epochs, learning rate and batch size)")
+
+
+@dataclasses.dataclass(frozen=True)
+class DistillConfig:
+    """``[distill]``: offline distillation from the cached teacher logits."""
+
+    epochs: int = _key(4, "training epochs")
+    learning_rate: float = _key(1e-3, "Adam learning rate")
+    alpha: float = _key(0.1, "weight of the hard-label loss; 1 - alpha weighs the distillation loss")
+    temperature: float = _key(1.0, "softmax temperature of the distillation loss (KL x T^2)")
+
+
+@dataclasses.dataclass(frozen=True)
+class PruneConfig:
+    """``[prune]``: magnitude pruning with a distillation fine-tune."""
+
+    enabled: bool = _key(True, "prune the distilled student")
+    sparsity: float = _key(0.8, "fraction of zeros in every pruned weight tensor, in [0, 1)")
+    epochs: int = _key(2, "fine-tuning epochs; the polynomial schedule reaches the target at 70%")
+    learning_rate: float = _key(5e-4, "Adam learning rate of the fine-tune")
+    skip: List[str] = _key([], "layer names never pruned, e.g. [\"output\"]")
+
+
+@dataclasses.dataclass(frozen=True)
+class QATConfig:
+    """``[qat]``: quantization-aware training with a distillation fine-tune."""
+
+    enabled: bool = _key(True, "fine-tune with int8 fake-quantization before export")
+    epochs: int = _key(1, "fine-tuning epochs")
+    learning_rate: float = _key(1e-4, "Adam learning rate of the fine-tune")
+    preserve_sparsity: bool = _key(True, "keep pruned zeros at zero (PQAT; only when prune ran)")
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportConfig:
+    """``[export]``: the ``.tflite`` file and the Android bundle."""
+
+    enabled: bool = _key(True, "convert the last student to a .tflite file")
+    quantization: str = _key("int8", "a kdkeras export mode: none, float16, dynamic, int8, int8_io, "
+                             "dynamic_wi8_afp32, static_wi8_ai8, static_wi8_ai16")
+    calibration_samples: int = _key(500, "training examples used to calibrate integer modes")
+    android: bool = _key(True, "write android/ (model.tflite, labels.txt, model.json)")
+
+
+@dataclasses.dataclass(frozen=True)
+class VerifyConfig:
+    """``[verify]``: measure the exported file itself."""
+
+    enabled: bool = _key(True, "measure the .tflite file's accuracy, agreement and latency")
+    max_accuracy_drop: float = _key(0.02, "fail the run when the .tflite file's test accuracy is "
+                                    "this much below its Keras model's")
+    latency_runs: int = _key(200, "timed batch-1 runs per model (1 thread)")
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "teacher": TeacherConfig,
+    "student": StudentConfig,
+    "scratch": ScratchConfig,
+    "distill": DistillConfig,
+    "prune": PruneConfig,
+    "qat": QATConfig,
+    "export": ExportConfig,
+    "verify": VerifyConfig,
+}
+
+_TYPES = {int: "an integer", float: "a number", str: "a string", bool: "true or false",
+          list: "a list", dict: "a table"}
+
+
+def _check_type(where: str, value: Any, default: Any) -> Any:
+    kind = type(default)
+    ok = isinstance(value, kind) and not (kind is not bool and isinstance(value, bool))
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        ok, value = True, float(value)
+    if not ok:
+        raise TypeError(f"Config key '{where}' must be {_TYPES[kind]}. Received: {where}={value!r}")
+    return value
+
+
+def _unknown(where: str, key: str, valid: List[str]) -> ValueError:
+    close = difflib.get_close_matches(key, valid, n=1)
+    hint = f" Did you mean '{where}{close[0]}'?" if close else ""
+    return ValueError(f"Unknown config key '{where}{key}'.{hint} Valid keys: "
+                      + ", ".join(where + v for v in valid))
+
+
+def _section(cls, name: str, values: Any):
+    if not isinstance(values, dict):
+        raise TypeError(f"Config key '{name}' must be a table ([{name}] with keys under it). "
+                        f"Received: {name}={values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in values.items():
+        if key not in fields:
+            raise _unknown(name + ".", key, list(fields))
+        kwargs[key] = _check_type(f"{name}.{key}", value, getattr(cls(), key))
+    return cls(**kwargs)
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """The whole ``kdkeras run`` configuration (TOML top-level keys plus one table per section).
+
+    Example:
+
+    >>> cfg = RunConfig.from_dict({"seed": 3, "prune": {"sparsity": 0.5}})
+    >>> cfg.seed, cfg.prune.sparsity, cfg.prune.enabled
+    (3, 0.5, True)
+    """
+
+    seed: int = _key(0, "seed of data subsets, splits, shuffling and initialisation")
+    batch_size: int = _key(128, "batch size of every training stage")
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
+    student: StudentConfig = dataclasses.field(default_factory=StudentConfig)
+    scratch: ScratchConfig = dataclasses.field(default_factory=ScratchConfig)
+    distill: DistillConfig = dataclasses.field(default_factory=DistillConfig)
+    prune: PruneConfig = dataclasses.field(default_factory=PruneConfig)
+    qat: QATConfig = dataclasses.field(default_factory=QATConfig)
+    export: ExportConfig = dataclasses.field(default_factory=ExportConfig)
+    verify: VerifyConfig = dataclasses.field(default_factory=VerifyConfig)
+
+    def __post_init__(self):
+        from kdkeras.export import QUANTIZATIONS
+
+        d, t, s = self.data, self.teacher, self.student
+        if not (d.source in kd_data.DATASETS or Path(d.source).exists()):
+            raise FileNotFoundError(
+                f"data.source {d.source!r} is neither a built-in data set "
+                f"({', '.join(kd_data.DATASETS.names())}) nor an existing file or folder. "
+                "Fix the name or the path."
+            )
+        for where, value in (("teacher.path", t.path), ("student.path", s.path)):
+            if value and not Path(value).exists():
+                raise FileNotFoundError(f"{where} does not exist. Received: {where}={value!r}")
+        for where, builder in (("teacher.builder", t.builder), ("student.builder", s.builder)):
+            if builder != AUTO:
+                try:
+                    BUILDERS.get(builder)
+                except ValueError as e:
+                    raise ValueError(f"{where}: {e}") from None
+        positive = {"batch_size": self.batch_size, "teacher.epochs": t.epochs,
+                    "distill.epochs": self.distill.epochs, "prune.epochs": self.prune.epochs,
+                    "qat.epochs": self.qat.epochs, "data.sequence_length": d.sequence_length,
+                    "data.max_tokens": d.max_tokens, "verify.latency_runs": self.verify.latency_runs,
+                    "export.calibration_samples": self.export.calibration_samples,
+                    "teacher.learning_rate": t.learning_rate,
+                    "distill.learning_rate": self.distill.learning_rate,
+                    "prune.learning_rate": self.prune.learning_rate,
+                    "qat.learning_rate": self.qat.learning_rate}
+        for where, value in positive.items():
+            if value <= 0:
+                raise ValueError(f"{where} must be > 0. Received: {where}={value}")
+        for where, value in (("seed", self.seed), ("data.n_train", d.n_train),
+                             ("data.n_test", d.n_test)):
+            if value < 0:
+                raise ValueError(f"{where} must be >= 0 (0: all for sizes). Received: {where}={value}")
+        if not 0 < d.test_fraction < 1:
+            raise ValueError(f"data.test_fraction must be in (0, 1). Received: "
+                             f"data.test_fraction={d.test_fraction}")
+        if not 0 <= self.prune.sparsity < 1:
+            raise ValueError(f"prune.sparsity must be in [0, 1). Received: "
+                             f"prune.sparsity={self.prune.sparsity}")
+        if not 0 <= self.verify.max_accuracy_drop <= 1:
+            raise ValueError(f"verify.max_accuracy_drop must be in [0, 1]. Received: "
+                             f"verify.max_accuracy_drop={self.verify.max_accuracy_drop}")
+        try:
+            _check_alpha(self.distill.alpha)
+            _check_temperature(self.distill.temperature)
+            QUANTIZATIONS.get(self.export.quantization)
+        except ValueError as e:
+            raise ValueError(f"[distill]/[export]: {e}") from None
+        if self.verify.enabled and not self.export.enabled:
+            raise ValueError(
+                "Stage 'verify' needs stage 'export', which is disabled (export.enabled = false). "
+                "Set export.enabled = true, or verify.enabled = false."
+            )
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_dict(cls, values: Dict[str, Any]) -> "RunConfig":
+        """Builds a config from nested dicts (a parsed TOML file), checking every key and type."""
+        top = {f.name: f for f in dataclasses.fields(cls)}
+        kwargs = {}
+        for key, value in values.items():
+            if key not in top:
+                raise _unknown("", key, list(top))
+            if key in SECTIONS:
+                kwargs[key] = _section(SECTIONS[key], key, value)
+            else:
+                kwargs[key] = _check_type(key, value, top[key].default)
+        return cls(**kwargs)
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike) -> "RunConfig":
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"Config file does not exist: {path}. Write one with "
+                                    "`kdkeras init`.")
+        try:
+            with open(path, "rb") as f:
+                values = tomllib.load(f)
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"Config file {path} is not valid TOML: {e}") from None
+        return cls.from_dict(values)
+
+    def to_dict(self) -> Dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def replace(self, **sections: Dict[str, Any]) -> "RunConfig":
+        """A copy with some keys changed: ``cfg.replace(seed=1, prune={"epochs": 1})``."""
+        values = self.to_dict()
+        for key, value in sections.items():
+            if isinstance(value, dict) and key in SECTIONS:
+                values[key] = {**values[key], **value}
+            else:
+                values[key] = value
+        return RunConfig.from_dict(values)
+
+    def quick(self) -> "RunConfig":
+        """A smoke-test sized copy: small subsets, one or two epochs per stage."""
+        return self.replace(
+            data={"n_train": self.data.n_train or 3000, "n_test": self.data.n_test or 500},
+            teacher={"epochs": min(self.teacher.epochs, 4)},
+            distill={"epochs": min(self.distill.epochs, 3)},
+            prune={"epochs": min(self.prune.epochs, 2)},
+            qat={"epochs": 1},
+            verify={"latency_runs": min(self.verify.latency_runs, 50)},
+        )
+
+
+# ---------------------------------------------------------------------------- kdkeras init
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def _toml_lines(obj) -> List[str]:
+    lines = []
+    for f in dataclasses.fields(obj):
+        if f.name in SECTIONS:
+            continue
+        lines += [f"# {f.metadata['doc']}", f"{f.name} = {_toml_value(getattr(obj, f.name))}"]
+    return lines
+
+
+def default_toml(cfg: "RunConfig | None" = None) -> str:
+    """The config as commented TOML (default: the built-in job), for ``kdkeras init``."""
+    cfg = cfg or RunConfig()
+    lines = ["# kdkeras run configuration. Every key is optional: delete what you do not change.",
+             "# Run it with: kdkeras run THIS_FILE --out DIR", ""]
+    lines += _toml_lines(cfg)
+    for name, cls in SECTIONS.items():
+        lines += ["", f"[{name}]", f"# {cls.__doc__.split(':', 1)[1].strip()}"]
+        lines += _toml_lines(getattr(cfg, name))
+    return "\n".join(lines) + "\n"
+
+
+def section_items(cfg: RunConfig) -> List[Tuple[str, Any]]:
+    """``(dotted key, value)`` for every key of ``cfg``, for the Markdown report."""
+    items = []
+    for f in dataclasses.fields(cfg):
+        value = getattr(cfg, f.name)
+        if f.name in SECTIONS:
+            items += [(f"{f.name}.{k}", v) for k, v in dataclasses.asdict(value).items()]
+        else:
+            items.append((f.name, value))
+    return items

@@ -1,0 +1,171 @@
+"""The report of ``kdkeras run``: ``report.json``, ``report.md``, ``report.png``, a terminal table.
+
+``report.json`` = ``{"kdkeras_version", "dataset", "config", "models": [{"name", "format",
+"accuracy", "params", "nonzero_params", "size_bytes", "gzip_bytes", "latency_ms", "path"}]}``
+plus ``verify``, ``stages`` (seconds, reused) and ``seconds``. Every accuracy is measured on the
+held-out test split; the ``.tflite`` row on the file itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import kdkeras
+from kdkeras._io import atomic_write_bytes
+from kdkeras.pipeline import stages as S
+from kdkeras.pipeline.config import RunConfig, section_items
+
+MODEL_FIELDS = ("name", "format", "accuracy", "params", "nonzero_params", "size_bytes",
+                "gzip_bytes", "latency_ms", "path")
+
+
+def teacher_row(teacher, cfg: RunConfig, out: Path, data: S.RunData, runs: int) -> Dict[str, Any]:
+    """The teacher's row: its saved file (or the file it was loaded from), test accuracy."""
+    path = Path(cfg.teacher.path) if cfg.teacher.path else out / "teacher.keras"
+    model = getattr(teacher, "model", teacher)
+    logits = S.teacher_logits(teacher, data, cfg.batch_size, test=True)
+    acc = float((logits.argmax(-1) == data.y_test.reshape(-1)).mean())
+    row = S.keras_row("teacher", model, path, data, runs, acc=acc)
+    row["format"] = _format_of(path)
+    return row
+
+
+def _format_of(path: Path) -> str:
+    if path.is_dir():
+        return "keras_hub_preset" if (path / "metadata.json").exists() else "saved_model"
+    return path.suffix.lstrip(".") or "keras"
+
+
+def build_report(cfg: RunConfig, data: S.RunData, rows: List[Dict[str, Any]],
+                 results: Dict[str, Dict[str, Any]], timing: Dict[str, Any],
+                 seconds: float) -> Dict[str, Any]:
+    return {
+        "kdkeras_version": kdkeras.__version__,
+        "dataset": data.summary(),
+        "config": cfg.to_dict(),
+        "models": [{k: row[k] for k in MODEL_FIELDS} for row in rows],
+        "verify": results.get("verify"),
+        "stages": timing,
+        "seconds": round(seconds, 1),
+    }
+
+
+def _fmt(value: Any, kind: str) -> str:
+    if value is None:
+        return "–"
+    if kind == "acc":
+        return f"{100 * value:.2f}"
+    if kind == "ms":
+        return f"{value:.3f}"
+    return f"{value:,}"
+
+
+COLUMNS = [("model", "name", "str"), ("format", "format", "str"),
+           ("test acc. (%)", "accuracy", "acc"), ("params", "params", "int"),
+           ("nonzero params", "nonzero_params", "int"), ("file bytes", "size_bytes", "int"),
+           ("gzip bytes", "gzip_bytes", "int"), ("latency ms", "latency_ms", "ms")]
+
+
+def table_rows(report: Dict[str, Any]) -> List[List[str]]:
+    return [[m[key] if kind == "str" else _fmt(m[key], kind) for _, key, kind in COLUMNS]
+            for m in report["models"]]
+
+
+def markdown(report: Dict[str, Any]) -> str:
+    """The report table and the config as Markdown."""
+    ds = report["dataset"]
+    lines = [
+        f"# kdkeras run: {ds['name']} ({ds['n_train']:,} train / {ds['n_test']:,} test, "
+        f"{ds['num_classes']} classes)",
+        "",
+        "| " + " | ".join(c[0] for c in COLUMNS) + " |",
+        "|" + "---|" * len(COLUMNS),
+        *("| " + " | ".join(r) + " |" for r in table_rows(report)),
+        "",
+        "Accuracy on the held-out test split; the .tflite row is measured on the file itself "
+        "(LiteRT interpreter, 1 thread). Latency: median ms of batch-1 calls on this machine "
+        "(Keras rows: one traced tf.function call).",
+    ]
+    v = report.get("verify")
+    if v:
+        lines += ["", f"Verified: the .tflite file agrees with its Keras model on "
+                      f"{100 * v['agreement_with_keras']:.2f}% of {v['n']:,} test examples "
+                      f"(accuracy {100 * v['accuracy']:.2f}% vs {100 * v['keras_accuracy']:.2f}%)."]
+    stages = ", ".join(f"{k} {t['seconds']:.0f} s" + (" (reused)" if t["reused"] else "")
+                       for k, t in report["stages"].items())
+    lines += ["", f"Run time {report['seconds']:.0f} s: {stages}.", "", "## Config", "",
+              "```toml"]
+    section = None
+    for key, value in section_items(_config_obj(report)):
+        head, _, name = key.rpartition(".")
+        if head != section and head:
+            lines += ["", f"[{head}]"]
+            section = head
+        lines.append(f"{name} = {json.dumps(value)}")
+    lines += ["```", ""]
+    return "\n".join(lines)
+
+
+def _config_obj(report: Dict[str, Any]) -> RunConfig:
+    return RunConfig.from_dict(report["config"])
+
+
+def plot(report: Dict[str, Any], path: Path) -> Path:
+    """``report.png``: test accuracy vs gzip size and vs latency, one point per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in report["models"] if m["accuracy"] is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, key, label in ((axes[0], "gzip_bytes", "gzip size (bytes, log scale)"),
+                           (axes[1], "latency_ms", "latency (ms, batch 1, log scale)")):
+        for m in models:
+            if m[key] is None:
+                continue
+            marker = "s" if m["format"] == "tflite" else "o"
+            ax.scatter(m[key], 100 * m["accuracy"], marker=marker, s=50)
+            ax.annotate(m["name"], (m[key], 100 * m["accuracy"]), textcoords="offset points",
+                        xytext=(5, 4), fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("test accuracy (%)")
+        ax.grid(True, alpha=0.3)
+    ds = report["dataset"]
+    fig.suptitle(f"kdkeras run: {ds['name']} — accuracy vs size and latency "
+                 "(squares: .tflite files)")
+    fig.tight_layout()
+    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def write_report(report: Dict[str, Any], out: Path) -> None:
+    atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
+    atomic_write_bytes(out / "report.md", markdown(report).encode())
+    plot(report, out / "report.png")
+
+
+def print_table(report: Dict[str, Any], file: Optional[Any] = None) -> None:
+    """The report table in the terminal (rich)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    ds = report["dataset"]
+    table = Table(title=f"kdkeras run: {ds['name']} ({ds['n_test']:,} test examples)")
+    for title, _, kind in COLUMNS:
+        table.add_column(title, justify="left" if kind == "str" else "right",
+                         no_wrap=kind == "str")
+    for row in table_rows(report):
+        table.add_row(*row)
+    Console(file=file, width=max(120, Console().width)).print(table)

@@ -1,0 +1,249 @@
+"""`kdkeras run` end to end on tiny data: artifacts, report, reuse, --force, Ctrl-C, determinism."""
+
+import json
+import shutil
+import struct
+
+import numpy as np
+import pytest
+
+from kdkeras import cli
+from kdkeras.export import evaluate_tflite
+from kdkeras.pipeline import RunConfig, VerificationError, run
+from kdkeras.pipeline import stages as S
+
+NAMES = ["teacher", "student_scratch", "student_distilled", "student_pruned", "student_qat",
+         "student_tflite_int8"]
+FIELDS = {"name", "format", "accuracy", "params", "nonzero_params", "size_bytes", "gzip_bytes",
+          "latency_ms", "path"}
+CACHED = ["teacher", "logits", "scratch", "distill", "prune", "qat", "export", "verify", "android"]
+
+
+def tiny(**changes) -> RunConfig:
+    base = {"batch_size": 64, "data": {"source": "digits"}, "teacher": {"epochs": 3},
+            "distill": {"epochs": 2, "learning_rate": 3e-3}, "prune": {"epochs": 1},
+            "qat": {"epochs": 1}, "verify": {"latency_runs": 5}}
+    for key, value in changes.items():
+        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
+    return RunConfig.from_dict(base)
+
+
+class Log(list):
+    def __call__(self, line):
+        self.append(line)
+
+    def reused(self):
+        return [line.split("]", 1)[1].split(":")[0].strip() for line in self if ": reused" in line]
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    log = Log()
+    report = run(tiny(), out, log=log)
+    return out, report, log
+
+
+def _copy(first_run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(first_run[0], out)
+    return out
+
+
+def test_report_has_the_contract_schema(first_run):
+    out, report, _ = first_run
+    on_disk = json.loads((out / "report.json").read_text())
+    assert on_disk["models"] == report["models"]
+    assert {"kdkeras_version", "dataset", "config", "models"} <= set(on_disk)
+    assert [m["name"] for m in on_disk["models"]] == NAMES
+    for m in on_disk["models"]:
+        assert set(m) == FIELDS, m["name"]
+        assert 0 <= m["accuracy"] <= 1 and m["params"] > 0 and m["latency_ms"] > 0
+        assert m["gzip_bytes"] > 0 and (out / m["name"]).with_suffix("").parent == out
+    assert on_disk["dataset"]["name"] == "digits" and on_disk["dataset"]["n_test"] == 450
+    assert on_disk["config"] == tiny().to_dict()
+
+
+def test_every_artifact_is_written_and_measured(first_run):
+    out, report, _ = first_run
+    rows = {m["name"]: m for m in report["models"]}
+    for name in NAMES[:-1]:
+        file = out / (name + (".h5" if name == "student_qat" else ".keras"))
+        assert rows[name]["path"] == str(file) and rows[name]["format"] == file.suffix[1:]
+        assert rows[name]["size_bytes"] == file.stat().st_size
+    teacher, student = rows["teacher"], rows["student_distilled"]
+    assert teacher["params"] >= 10 * student["params"]
+    pruned = rows["student_pruned"]
+    assert pruned["nonzero_params"] <= 0.35 * pruned["params"]  # 80% of the prunable weights
+    assert rows["student_qat"]["nonzero_params"] <= pruned["nonzero_params"] + 5  # PQAT keeps zeros
+    assert teacher["accuracy"] > 0.8
+
+
+def test_tflite_row_is_measured_on_the_file(first_run):
+    out, report, _ = first_run
+    row = report["models"][-1]
+    assert row["format"] == "tflite" and row["path"] == str(out / "student_tflite_int8.tflite")
+    data = S.load_data(tiny())
+    assert row["accuracy"] == evaluate_tflite(row["path"], data.x_test, data.y_test)["accuracy"]
+    v = report["verify"]
+    assert v["accuracy"] == row["accuracy"] and v["agreement_with_keras"] >= 0.9
+    assert row["size_bytes"] == (out / "student_tflite_int8.tflite").stat().st_size
+    qat = report["models"][-2]
+    assert row["size_bytes"] < qat["size_bytes"] / 3
+
+
+def test_android_bundle_holds_the_verified_file(first_run):
+    out, report, _ = first_run
+    bundle = out / "android"
+    assert (bundle / "model.tflite").read_bytes() == (out / "student_tflite_int8.tflite").read_bytes()
+    assert (bundle / "labels.txt").read_text().split() == [str(i) for i in range(10)]
+    spec = json.loads((bundle / "model.json").read_text())
+    assert spec["accuracy"] == report["models"][-1]["accuracy"] and spec["quantization"] == "int8"
+
+
+def test_markdown_and_plot(first_run):
+    out, report, _ = first_run
+    md = (out / "report.md").read_text()
+    for name in NAMES:
+        assert f"| {name} |" in md
+    assert "[prune]" in md and "sparsity = 0.8" in md
+    png = (out / "report.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", png[16:24])
+    assert width > 800 and height > 300
+
+
+def test_rerun_reuses_every_finished_stage(first_run, tmp_path):
+    out = _copy(first_run, tmp_path)
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("student_*")}
+    log = Log()
+    report = run(tiny(), out, log=log)
+    assert log.reused() == CACHED
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("student_*")} == before
+    assert [m["accuracy"] for m in report["models"]] == [m["accuracy"] for m in first_run[1]["models"]]
+    assert all(report["stages"][s]["reused"] for s in CACHED)
+
+
+def test_changed_setting_redoes_that_stage_and_the_later_ones(first_run, tmp_path):
+    out = _copy(first_run, tmp_path)
+    log = Log()
+    report = run(tiny(prune={"sparsity": 0.5}), out, log=log)
+    assert log.reused() == ["teacher", "logits", "scratch", "distill"]
+    pruned = report["models"][3]
+    assert 0.4 < pruned["nonzero_params"] / pruned["params"] < 0.7
+
+
+def test_force_redoes_a_stage_and_what_needs_it(first_run, tmp_path):
+    out = _copy(first_run, tmp_path)
+    log = Log()
+    run(tiny(), out, force=["student_qat"], log=log)
+    assert log.reused() == ["teacher", "logits", "scratch", "distill", "prune"]
+    log = Log()
+    run(tiny(), out, force=["logits"], log=log)
+    assert log.reused() == ["teacher", "scratch"]
+
+
+def test_force_errors(tmp_path):
+    with pytest.raises(ValueError, match="Unknown stage 'prunee'. Did you mean 'prune'"):
+        run(tiny(), tmp_path, force=["prunee"])
+    cfg = tiny(prune={"enabled": False})
+    with pytest.raises(ValueError, match="stage 'prune' is disabled"):
+        run(cfg, tmp_path, force=["prune"])
+
+
+def test_out_that_cannot_be_a_folder(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ValueError, match="is not writable"):
+        run(tiny(), f / "sub", log=lambda *_: None)
+    assert cli.main(["run", "--out", str(f / "sub")]) == 2
+
+
+class _Interrupted(Exception):
+    pass
+
+
+def test_ctrl_c_keeps_finished_stages_and_no_half_written_file(first_run, tmp_path, monkeypatch):
+    out = _copy(first_run, tmp_path)
+    for p in [out / ".kdkeras" / "qat.json", out / "student_qat.h5"]:
+        p.unlink()
+    real = S.quantize_aware
+
+    def interrupted_qat(*args, **kwargs):
+        model = real(*args, **kwargs)
+
+        def save(path, *a, **k):  # Ctrl-C in the middle of writing the file
+            with open(path, "wb") as f:
+                f.write(b"PK\x03\x04 half")
+            raise KeyboardInterrupt
+
+        model.save = save
+        return model
+
+    monkeypatch.setattr(S, "quantize_aware", interrupted_qat)
+    log = Log()
+    with pytest.raises(KeyboardInterrupt):
+        run(tiny(), out, force=[], log=log)
+    assert not (out / "student_qat.h5").exists()
+    assert not list(out.glob("*.tmp*")) and not (out / ".kdkeras" / "qat.json").exists()
+    assert "interrupted: finished stages kept" in log[-1] and "prune" in log[-1]
+    monkeypatch.setattr(S, "quantize_aware", real)
+    log = Log()
+    report = run(tiny(), out, log=log)
+    assert log.reused() == ["teacher", "logits", "scratch", "distill", "prune"]  # qat on: redone
+    assert [m["name"] for m in report["models"]] == NAMES
+
+
+def test_ctrl_c_from_the_cli_exits_130(monkeypatch, tmp_path, capsys):
+    def stop(*a, **k):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(S, "load_data", stop)
+    assert cli.main(["run", "--out", str(tmp_path)]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_failed_verification_exits_1_after_writing_the_report(first_run, tmp_path, monkeypatch,
+                                                              capsys):
+    out = _copy(first_run, tmp_path)
+    real = S.verify
+    monkeypatch.setattr(S, "verify", lambda *a: {**real(*a), "accuracy_drop": 0.5})
+    with pytest.raises(VerificationError, match="more than verify.max_accuracy_drop"):
+        run(tiny(), out, force=["verify"], log=lambda *_: None)
+    assert (out / "report.json").exists()
+
+
+def test_same_seed_same_teacher_and_structure(first_run, tmp_path):
+    log = Log()
+    cfg = tiny(scratch={"enabled": False}, prune={"enabled": False})
+    report = run(cfg, tmp_path, log=log)
+    assert [m["name"] for m in report["models"]] == ["teacher", "student_distilled", "student_qat",
+                                                     "student_tflite_int8"]
+    first = {m["name"]: m for m in first_run[1]["models"]}
+    again = {m["name"]: m for m in report["models"]}
+    assert abs(again["teacher"]["accuracy"] - first["teacher"]["accuracy"]) <= 0.01
+    assert abs(again["student_distilled"]["accuracy"] - first["student_distilled"]["accuracy"]) <= 0.02
+    assert report["verify"]["accuracy"] > 0.5
+
+
+def test_other_seed_other_split(first_run):
+    a = S.load_data(tiny())
+    b = S.load_data(tiny(seed=1))
+    assert not np.array_equal(a.y_test, b.y_test)
+    assert np.array_equal(a.y_test, S.load_data(tiny()).y_test)
+
+
+@pytest.mark.slow
+def test_cli_quick_default(tmp_path, capsys):
+    assert cli.main(["run", "--quick", "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["dataset"]["name"] == "fashion_mnist"
+    assert (report["dataset"]["n_train"], report["dataset"]["n_test"]) == (3000, 500)
+    rows = {m["name"]: m for m in report["models"]}
+    assert list(rows) == NAMES
+    assert rows["teacher"]["params"] >= 10 * rows["student_distilled"]["params"]
+    assert rows["teacher"]["accuracy"] > 0.75 and rows["student_distilled"]["accuracy"] > 0.65
+    assert rows["student_tflite_int8"]["gzip_bytes"] * 20 < rows["teacher"]["gzip_bytes"]
+    assert (tmp_path / "android" / "model.tflite").exists()
+    out = capsys.readouterr().out
+    assert "student_tflite_int8" in out and "report:" in out  # the rich table and the paths
