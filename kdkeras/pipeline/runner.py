@@ -324,6 +324,7 @@ class Runner:
     def _run_data(self) -> None:
         self.say(f"data: load {self.cfg.data.source}")
         self.data = S.load_data(self.cfg)
+        S.check_models(self.cfg, self.data)
         s = self.data.summary()
         self.say(f"data: {s['n_train']:,} training / {s['n_test']:,} test examples, "
                  f"{s['num_classes']} classes, input {tuple(s['input_shape'])} ({s['kind']})")

@@ -102,8 +102,12 @@ def builder_name(role: str, builder: str, data: RunData) -> str:
     return _AUTO_BUILDERS[data.kind][0 if role == "teacher" else 1][0]
 
 
-def build_model(role: str, builder: str, kwargs: Dict[str, Any], data: RunData, seed: int):
-    """Builds the ``role`` ("teacher" or "student") model for ``data`` with a fixed seed."""
+def resolve_builder(role: str, builder: str, kwargs: Dict[str, Any], data: RunData):
+    """``(builder function, its name, its keyword arguments)`` for ``role`` on ``data``.
+
+    Raises:
+        ValueError: ``kwargs`` names an argument the builder does not take.
+    """
     if builder == AUTO:
         builder, auto_kwargs = _AUTO_BUILDERS[data.kind][0 if role == "teacher" else 1]
         kwargs = {**auto_kwargs, **kwargs}
@@ -113,10 +117,25 @@ def build_model(role: str, builder: str, kwargs: Dict[str, Any], data: RunData, 
         kwargs = {"vocab_size": len(data.vocabulary), **kwargs}
     unknown = [k for k in kwargs if k not in params]
     if unknown:
+        takes = ", ".join(p for p in params if p not in ("input_shape", "num_classes"))
         raise ValueError(f"{role}.kwargs: builder '{builder}' takes no argument {unknown}. It "
-                         f"takes: {', '.join(p for p in params if p not in ('input_shape', 'num_classes'))}")
+                         f"takes: {takes}")
+    return fn, builder, kwargs
+
+
+def build_model(role: str, builder: str, kwargs: Dict[str, Any], data: RunData, seed: int):
+    """Builds the ``role`` ("teacher" or "student") model for ``data`` with a fixed seed."""
+    fn, _, kwargs = resolve_builder(role, builder, kwargs, data)
     keras.utils.set_random_seed(seed)
     return fn(data.x.shape[1:], data.num_classes, **kwargs)
+
+
+def check_models(cfg: RunConfig, data: RunData) -> None:
+    """Fails before any training when a builder's arguments are wrong."""
+    if not cfg.teacher.path:
+        resolve_builder("teacher", cfg.teacher.builder, cfg.teacher.kwargs, data)
+    if not cfg.student.path:
+        resolve_builder("student", cfg.student.builder, cfg.student.kwargs, data)
 
 
 def _compile_fit(model, data: RunData, epochs: int, lr: float, batch_size: int, seed: int,

@@ -89,3 +89,19 @@ def test_half_eval_data_and_foreign_directory(tmp_path, model, data):
     with pytest.raises(ValueError, match=r"\['main.py'\].*Choose a new or empty directory"):
         export_android(model, str(foreign), labels=LABELS, quantization="none")
     assert os.listdir(foreign) == ["main.py"]
+
+
+def test_an_exported_tflite_file_is_bundled_byte_for_byte(tmp_path, model, data):
+    from kdkeras.export import export_tflite
+
+    x, y = data
+    path = export_tflite(model, str(tmp_path / "m.tflite"), "int8", representative_data=x)
+    out = export_android(path, str(tmp_path / "android"), labels=LABELS, quantization="int8",
+                         x_eval=x, y_eval=y)
+    assert open(os.path.join(out, "model.tflite"), "rb").read() == open(path, "rb").read()
+    spec = json.load(open(os.path.join(out, "model.json")))
+    assert spec["accuracy"] == evaluate_tflite(path, x, y)["accuracy"]
+    (tmp_path / "bad.tflite").write_bytes(b"not a flatbuffer")
+    with pytest.raises(ValueError):
+        export_android(str(tmp_path / "bad.tflite"), str(tmp_path / "b"), labels=LABELS)
+    assert not (tmp_path / "b").exists()
