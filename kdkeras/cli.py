@@ -265,17 +265,27 @@ def main(argv: Optional[List[str]] = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, TypeError) as e:
+    except (ValueError, TypeError, OSError) as e:  # bad input, missing or unreadable files
         print(f"kdkeras {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"kdkeras {args.command}: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # TFLite's ConverterError has no public import path
-        if type(e).__name__ != "ConverterError":
-            raise
-        print(f"kdkeras {args.command}: TFLite conversion failed: {e}", file=sys.stderr)
-        return 2
+    except Exception as e:
+        if type(e).__name__ == "ConverterError":  # TFLite's: no public import path
+            print(f"kdkeras {args.command}: TFLite conversion failed: {e}", file=sys.stderr)
+            return 2
+        if _is_tf_op_error(e):  # e.g. a model that does not fit the data, found while running
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            print(f"kdkeras {args.command}: TensorFlow error: {type(e).__name__}: {first}",
+                  file=sys.stderr)
+            return 2
+        raise
+
+
+def _is_tf_op_error(e: BaseException) -> bool:
+    tf = sys.modules.get("tensorflow")
+    return tf is not None and isinstance(e, tf.errors.OpError)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -229,6 +229,12 @@ def load_teacher(path: Union[str, os.PathLike], output=None) -> Teacher:
     if path.is_dir() and (path / "metadata.json").is_file():
         return Teacher(_load_keras_hub_preset(path), output=output, name=path.name)
     if path.is_dir():
+        if not (path / "saved_model.pb").is_file():
+            raise ValueError(
+                f"The teacher folder is neither a SavedModel (no saved_model.pb) nor a keras-hub "
+                f"preset (no metadata.json). Received: path={str(path)!r}. Pass a .keras / .h5 "
+                "file, a SavedModel folder or a keras-hub preset folder."
+            )
         loaded = tf.saved_model.load(str(path))
         sig = getattr(loaded, "signatures", {}).get("serving_default")
         if sig is not None:

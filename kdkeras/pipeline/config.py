@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import textwrap
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
@@ -38,9 +39,9 @@ AUTO = "auto"
 class DataConfig:
     """``[data]``: where the examples come from."""
 
-    source: str = _key("fashion_mnist", "built-in data set (fashion_mnist, digits) or a path: a .npz "
-                       "file (x_train/y_train/x_test/y_test or x/y), a .csv file, a folder of "
-                       "class sub-folders of images or .txt files")
+    source: str = _key("fashion_mnist", "built-in data set (fashion_mnist, digits) or a path "
+                       "(relative to this file): a .npz file (x_train/y_train/x_test/y_test or "
+                       "x/y), a .csv file, a folder of class sub-folders of images or .txt files")
     n_train: int = _key(0, "training examples used, a random subset (0: all)")
     n_test: int = _key(0, "held-out test examples used, a random subset (0: all)")
     test_fraction: float = _key(0.2, "held-out share when the source has no test split of its own")
@@ -101,8 +102,10 @@ class PruneConfig:
     enabled: bool = _key(True, "prune the distilled student")
     sparsity: float = _key(0.8, "fraction of zeros in every pruned weight tensor, in [0, 1)")
     epochs: int = _key(2, "fine-tuning epochs; the polynomial schedule reaches the target at 70%")
-    learning_rate: float = _key(5e-4, "Adam learning rate of the fine-tune")
+    learning_rate: float = _key(1e-3, "Adam learning rate of the fine-tune")
     skip: List[str] = _key([], "layer names never pruned, e.g. [\"output\"]")
+    min_params: int = _key(1000, "layers with fewer weights are not pruned: they hold little "
+                           "of the size and much of the accuracy (0: prune every layer)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -237,7 +240,7 @@ class RunConfig:
             if value <= 0:
                 raise ValueError(f"{where} must be > 0. Received: {where}={value}")
         for where, value in (("seed", self.seed), ("data.n_train", d.n_train),
-                             ("data.n_test", d.n_test)):
+                             ("data.n_test", d.n_test), ("prune.min_params", self.prune.min_params)):
             if value < 0:
                 raise ValueError(f"{where} must be >= 0 (0: all for sizes). Received: {where}={value}")
         if not 0 < d.test_fraction < 1:
@@ -278,7 +281,10 @@ class RunConfig:
 
     @classmethod
     def from_toml(cls, path: str | os.PathLike) -> "RunConfig":
+        """Reads a TOML config; relative data/teacher/student paths are relative to its folder."""
         path = Path(path)
+        if path.is_dir():
+            raise ValueError(f"The config must be a TOML file, not a folder. Received: {path}")
         if not path.is_file():
             raise FileNotFoundError(f"Config file does not exist: {path}. Write one with "
                                     "`kdkeras init`.")
@@ -287,6 +293,11 @@ class RunConfig:
                 values = tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"Config file {path} is not valid TOML: {e}") from None
+        for section, key in (("data", "source"), ("teacher", "path"), ("student", "path")):
+            value = values.get(section, {}).get(key) if isinstance(values.get(section), dict) else None
+            if isinstance(value, str) and value and not (section == "data" and value in
+                                                         kd_data.DATASETS):
+                values[section][key] = str(_relative_to(path.resolve().parent, value))
         return cls.from_dict(values)
 
     def to_dict(self) -> Dict[str, Any]:
@@ -314,6 +325,11 @@ class RunConfig:
         )
 
 
+def _relative_to(folder: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else folder / p
+
+
 # ---------------------------------------------------------------------------- kdkeras init
 def _toml_value(value: Any) -> str:
     if isinstance(value, bool):
@@ -334,7 +350,8 @@ def _toml_lines(obj) -> List[str]:
     for f in dataclasses.fields(obj):
         if f.name in SECTIONS:
             continue
-        lines += [f"# {f.metadata['doc']}", f"{f.name} = {_toml_value(getattr(obj, f.name))}"]
+        lines += ["# " + line for line in textwrap.wrap(f.metadata["doc"], 92)]
+        lines.append(f"{f.name} = {_toml_value(getattr(obj, f.name))}")
     return lines
 
 

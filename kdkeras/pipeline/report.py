@@ -2,7 +2,8 @@
 
 ``report.json`` = ``{"kdkeras_version", "dataset", "config", "models": [{"name", "format",
 "accuracy", "params", "nonzero_params", "size_bytes", "gzip_bytes", "latency_ms", "path"}]}``
-plus ``verify``, ``stages`` (seconds, reused) and ``seconds``. Every accuracy is measured on the
+(``dataset``: the built-in name or the file/folder name) plus ``dataset_info`` (kind, sizes,
+classes, input shape), ``verify``, ``stages`` (seconds, reused) and ``seconds``. Every accuracy is measured on the
 held-out test split; the ``.tflite`` row on the file itself.
 """
 
@@ -16,7 +17,7 @@ from typing import Any, Dict, List, Optional
 import kdkeras
 from kdkeras._io import atomic_write_bytes
 from kdkeras.pipeline import stages as S
-from kdkeras.pipeline.config import RunConfig, section_items
+from kdkeras.pipeline.config import RunConfig, _toml_value, section_items
 
 MODEL_FIELDS = ("name", "format", "accuracy", "params", "nonzero_params", "size_bytes",
                 "gzip_bytes", "latency_ms", "path")
@@ -44,7 +45,8 @@ def build_report(cfg: RunConfig, data: S.RunData, rows: List[Dict[str, Any]],
                  seconds: float) -> Dict[str, Any]:
     return {
         "kdkeras_version": kdkeras.__version__,
-        "dataset": data.summary(),
+        "dataset": data.name,
+        "dataset_info": data.summary(),
         "config": cfg.to_dict(),
         "models": [{k: row[k] for k in MODEL_FIELDS} for row in rows],
         "verify": results.get("verify"),
@@ -76,7 +78,7 @@ def table_rows(report: Dict[str, Any]) -> List[List[str]]:
 
 def markdown(report: Dict[str, Any]) -> str:
     """The report table and the config as Markdown."""
-    ds = report["dataset"]
+    ds = report["dataset_info"]
     lines = [
         f"# kdkeras run: {ds['name']} ({ds['n_train']:,} train / {ds['n_test']:,} test, "
         f"{ds['num_classes']} classes)",
@@ -104,7 +106,7 @@ def markdown(report: Dict[str, Any]) -> str:
         if head != section and head:
             lines += ["", f"[{head}]"]
             section = head
-        lines.append(f"{name} = {json.dumps(value)}")
+        lines.append(f"{name} = {_toml_value(value)}")
     lines += ["```", ""]
     return "\n".join(lines)
 
@@ -135,7 +137,7 @@ def plot(report: Dict[str, Any], path: Path) -> Path:
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(True, alpha=0.3)
-    ds = report["dataset"]
+    ds = report["dataset_info"]
     fig.suptitle(f"kdkeras run: {ds['name']} — accuracy vs size and latency "
                  "(squares: .tflite files)")
     fig.tight_layout()
@@ -161,7 +163,7 @@ def print_table(report: Dict[str, Any], file: Optional[Any] = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    ds = report["dataset"]
+    ds = report["dataset_info"]
     table = Table(title=f"kdkeras run: {ds['name']} ({ds['n_test']:,} test examples)")
     for title, _, kind in COLUMNS:
         table.add_column(title, justify="left" if kind == "str" else "right",

@@ -74,6 +74,8 @@ def stage_name(name: str) -> str:
         return name
     if name in _ALIASES:
         return _ALIASES[name]
+    if name.startswith("student_tflite"):
+        return "export"
     import difflib
 
     close = difflib.get_close_matches(name, STAGE_NAMES + list(_ALIASES), n=1)
@@ -284,6 +286,7 @@ class Runner:
             self.say(f"{name}: reused {', '.join(manifest['artifacts']) or 'result'} "
                      "(same config)")
             return
+        self._manifest_path(name).unlink(missing_ok=True)  # never pair an old manifest with new files
         artifacts, result = getattr(self, f"_run_{name}")()
         seconds = time.time() - t0
         self.results[name] = result
@@ -366,7 +369,10 @@ class Runner:
 
     def _run_prune(self):
         p = self.cfg.prune
-        self.say(f"prune: to {p.sparsity:.0%} sparsity, {p.epochs} epochs of distillation")
+        kept = list(p.skip) + list(S.small_layers(self.get("distill"), p.min_params, p.skip))
+        self.say(f"prune: to {p.sparsity:.0%} sparsity, {p.epochs} epochs of distillation"
+                 + (f"; not pruned: {', '.join(kept)} (prune.skip, or fewer than "
+                    f"prune.min_params = {p.min_params} weights)" if kept else ""))
         model = S.prune(self.cfg, self.get("distill"), self.data, self.get("logits"),
                         self.callbacks("prune"), self.verbose)
         return self._save("prune", model)

@@ -13,7 +13,7 @@ import inspect
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import numpy as np
 import tf_keras as keras
@@ -134,7 +134,9 @@ def check_models(cfg: RunConfig, data: RunData) -> None:
     """Fails before any training when a builder's arguments are wrong."""
     if not cfg.teacher.path:
         resolve_builder("teacher", cfg.teacher.builder, cfg.teacher.kwargs, data)
-    if not cfg.student.path:
+    if cfg.student.path:
+        load_student(cfg, data)
+    else:
         resolve_builder("student", cfg.student.builder, cfg.student.kwargs, data)
 
 
@@ -180,23 +182,44 @@ def teacher_logits(teacher, data: RunData, batch_size: int, test: bool = False) 
     return np.asarray(teacher_logits_for(teacher, x, batch_size), dtype=np.float32)
 
 
-def build_student(cfg: RunConfig, data: RunData):
-    """A fresh student: the builder's, or the saved one at ``student.path`` (weights kept)."""
-    if cfg.student.path:
-        from kdkeras.export import load_model
+def load_student(cfg: RunConfig, data: RunData):
+    """The saved student at ``student.path``, checked against the data.
 
-        model = load_model(cfg.student.path)
-        if not hasattr(model, "fit"):
-            raise ValueError(f"student.path must be a tf-keras .keras / .h5 file. Received: "
-                             f"student.path={cfg.student.path!r}")
+    Raises:
+        ValueError: not a tf-keras model, or its input / output shape does not fit the data.
+    """
+    from kdkeras.export import load_model
+
+    where = f"student.path={cfg.student.path!r}"
+    model = load_model(cfg.student.path)
+    if not isinstance(model, keras.Model):
+        raise ValueError(f"student.path must be a tf-keras .keras / .h5 model (TF-MOT compresses "
+                         f"tf-keras models only). Received: {where} ({type(model).__name__})")
+    want_in, want_out = tuple(data.x.shape[1:]), data.num_classes
+    got_in, got_out = tuple(model.input_shape[1:]), model.output_shape[-1]
+    if got_in != want_in or got_out != want_out:
+        raise ValueError(f"The saved student takes {got_in} and gives {got_out} outputs; the data "
+                         f"has inputs {want_in} and {want_out} classes. Received: {where}")
+    return model
+
+
+def build_student(cfg: RunConfig, data: RunData, fresh: bool = False):
+    """A student: the builder's, or the saved one at ``student.path`` (its weights kept unless
+    ``fresh``: then the same architecture with new initial weights)."""
+    if cfg.student.path:
+        model = load_student(cfg, data)
+        if fresh:
+            keras.utils.set_random_seed(cfg.seed + 1)
+            model = keras.models.clone_model(model)
         return model
     return build_model("student", cfg.student.builder, cfg.student.kwargs, data, cfg.seed + 1)
 
 
 def train_scratch(cfg: RunConfig, data: RunData, callbacks=(), verbose: int = 0):
-    """The baseline: the student trained like the distilled one, on hard labels only."""
+    """The baseline: the student trained like the distilled one, on hard labels only, from
+    fresh initial weights (a saved ``student.path`` model is re-initialised)."""
     d = cfg.distill
-    return _compile_fit(build_student(cfg, data), data, d.epochs, d.learning_rate,
+    return _compile_fit(build_student(cfg, data, fresh=True), data, d.epochs, d.learning_rate,
                         cfg.batch_size, cfg.seed + 2, list(callbacks), verbose)
 
 
@@ -226,10 +249,24 @@ def prune(cfg: RunConfig, student, data: RunData, logits: np.ndarray, callbacks=
     p = cfg.prune
     steps = p.epochs * int(np.ceil(len(data.x) / cfg.batch_size))
     wrapped = _prune(student, target_sparsity=p.sparsity, end_step=max(1, int(0.7 * steps)),
-                     skip=tuple(p.skip))
+                     skip=tuple(p.skip) + small_layers(student, p.min_params, p.skip))
     tuned = _distill_fit(cfg, wrapped, data, logits, p.epochs, p.learning_rate, cfg.seed + 3,
                          callbacks, verbose)
     return strip(tuned)
+
+
+def small_layers(model, min_params: int, skip=()) -> Tuple[str, ...]:
+    """Names of the layers with weights but fewer than ``min_params`` of them.
+
+    Empty when skipping them (and ``skip``) would leave no layer to prune: a model made only of
+    small layers is pruned whole.
+    """
+    from kdkeras.compress.pruning import is_prunable
+
+    small = tuple(layer.name for layer in model.layers if 0 < layer.count_params() < min_params)
+    left = [layer for layer in model.layers
+            if is_prunable(layer) and layer.name not in set(small) | set(skip)]
+    return small if left else ()
 
 
 def quantize_aware(cfg: RunConfig, student, data: RunData, logits: np.ndarray, pruned: bool,
@@ -312,13 +349,16 @@ def param_counts(model) -> Dict[str, Optional[int]]:
                 "nonzero_params": int(sum(np.count_nonzero(w) for w in weights))}
 
 
-def keras_latency_ms(model, runs: int) -> Optional[float]:
+def keras_latency_ms(model, runs: int, input_shape=None) -> Optional[float]:
     """Median batch-1 latency of a Keras model (None when it takes raw strings)."""
     from kdkeras.export.bench import benchmark_keras
 
     if getattr(model, "preprocessor", None) is not None or not hasattr(model, "inputs"):
         return None
-    return float(benchmark_keras(model, warmup=5, runs=runs).median_ms)
+    try:
+        return float(benchmark_keras(model, input_shape=input_shape, warmup=5, runs=runs).median_ms)
+    except ValueError:  # e.g. several inputs: the report says "–" rather than failing
+        return None
 
 
 def keras_row(name: str, model, path: str | os.PathLike, data: RunData, runs: int,
@@ -330,7 +370,7 @@ def keras_row(name: str, model, path: str | os.PathLike, data: RunData, runs: in
         "accuracy": accuracy(model, data.x_test, data.y_test) if acc is None else acc,
         **param_counts(model),
         **file_sizes(path),
-        "latency_ms": keras_latency_ms(model, runs),
+        "latency_ms": keras_latency_ms(model, runs, tuple(data.x.shape[1:])),
         "path": str(path),
     }
 

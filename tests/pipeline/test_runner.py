@@ -60,7 +60,7 @@ def test_report_has_the_contract_schema(first_run):
         assert set(m) == FIELDS, m["name"]
         assert 0 <= m["accuracy"] <= 1 and m["params"] > 0 and m["latency_ms"] > 0
         assert m["gzip_bytes"] > 0 and (out / m["name"]).with_suffix("").parent == out
-    assert on_disk["dataset"]["name"] == "digits" and on_disk["dataset"]["n_test"] == 450
+    assert on_disk["dataset"] == "digits" and on_disk["dataset_info"]["n_test"] == 450
     assert on_disk["config"] == tiny().to_dict()
 
 
@@ -143,6 +143,36 @@ def test_force_redoes_a_stage_and_what_needs_it(first_run, tmp_path):
     assert log.reused() == ["teacher", "scratch"]
 
 
+def test_toggling_stages_across_runs(first_run, tmp_path):
+    out = _copy(first_run, tmp_path)
+    log = Log()
+    off = tiny(prune={"enabled": False}, export={"enabled": False}, verify={"enabled": False})
+    report = run(off, out, log=log)
+    assert log.reused() == ["teacher", "logits", "scratch", "distill"]  # qat's input changed
+    assert [m["name"] for m in report["models"]] == NAMES[:3] + ["student_qat"]
+    assert report["verify"] is None
+    log = Log()
+    report = run(tiny(), out, log=log)  # prune is still on disk for this input: reused
+    assert log.reused() == ["teacher", "logits", "scratch", "distill", "prune"]
+    assert [m["name"] for m in report["models"]] == NAMES
+
+
+def test_a_changed_input_file_redoes_what_reads_it(tmp_path):
+    from kdkeras.data import digits
+
+    (x, y), (xt, yt) = digits()
+    src = tmp_path / "d.npz"
+    np.savez(src, x_train=x, y_train=y, x_test=xt, y_test=yt)
+    cfg = tiny(data={"source": str(src)}, teacher={"epochs": 1}, distill={"epochs": 1},
+               scratch={"enabled": False}, prune={"enabled": False}, qat={"enabled": False},
+               export={"enabled": False}, verify={"enabled": False})
+    run(cfg, tmp_path / "out", log=lambda *_: None)
+    np.savez(src, x_train=x[:900], y_train=y[:900], x_test=xt, y_test=yt)
+    log = Log()
+    report = run(cfg, tmp_path / "out", log=log)
+    assert log.reused() == [] and report["dataset_info"]["n_train"] == 900
+
+
 def test_force_errors(tmp_path):
     with pytest.raises(ValueError, match="Unknown stage 'prunee'. Did you mean 'prune'"):
         run(tiny(), tmp_path, force=["prunee"])
@@ -194,6 +224,48 @@ def test_ctrl_c_keeps_finished_stages_and_no_half_written_file(first_run, tmp_pa
     assert [m["name"] for m in report["models"]] == NAMES
 
 
+def test_cli_config_file_seed_force_and_relative_paths(tmp_path, monkeypatch, capsys):
+    from kdkeras.data import digits
+
+    (x, y), (xt, yt) = digits()
+    job = tmp_path / "job"
+    job.mkdir()
+    np.savez(job / "d.npz", x_train=x[:600], y_train=y[:600], x_test=xt[:200], y_test=yt[:200])
+    (job / "c.toml").write_text(
+        'batch_size = 64\n[data]\nsource = "d.npz"\n[teacher]\nepochs = 1\n'
+        '[distill]\nepochs = 1\n[prune]\nepochs = 1\n[qat]\nepochs = 1\n'
+        '[verify]\nlatency_runs = 3\n')
+    monkeypatch.chdir(tmp_path)  # the data path is relative to the config file, not the cwd
+    out = tmp_path / "out"
+    assert cli.main(["run", "job/c.toml", "--out", str(out), "--seed", "3"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["config"]["seed"] == 3 and report["dataset"] == "d.npz"
+    assert report["config"]["data"]["source"] == str(job / "d.npz")
+    capsys.readouterr()
+    assert cli.main(["run", "job/c.toml", "--out", str(out), "--seed", "3",
+                     "--force", "student_pruned"]) == 0
+    text = capsys.readouterr().out
+    assert "distill: reused" in text and "prune: done" in text and "qat: done" in text
+    assert "student_tflite_int8" in text  # the final table
+
+
+def test_cli_bad_model_paths_are_one_line_errors(tmp_path, capsys):
+    from kdkeras import build_mlp_student
+
+    (tmp_path / "empty").mkdir()
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[data]\nsource = "digits"\n[teacher]\npath = "{tmp_path / "empty"}"\n')
+    assert cli.main(["run", str(cfg), "--out", str(tmp_path / "o1")]) == 2
+    err = capsys.readouterr().err
+    assert "neither a SavedModel" in err and "Traceback" not in err
+    build_mlp_student((8, 8, 1), 3).save(tmp_path / "s.keras")
+    cfg.write_text(f'[data]\nsource = "digits"\n[student]\npath = "{tmp_path / "s.keras"}"\n')
+    assert cli.main(["run", str(cfg), "--out", str(tmp_path / "o2")]) == 2
+    err = capsys.readouterr().err
+    assert "gives 3 outputs; the data has inputs (8, 8, 1) and 10 classes" in err
+    assert not (tmp_path / "o2" / "teacher.keras").exists()  # refused before any training
+
+
 def test_ctrl_c_from_the_cli_exits_130(monkeypatch, tmp_path, capsys):
     def stop(*a, **k):
         raise KeyboardInterrupt
@@ -237,8 +309,9 @@ def test_other_seed_other_split(first_run):
 def test_cli_quick_default(tmp_path, capsys):
     assert cli.main(["run", "--quick", "--out", str(tmp_path)]) == 0
     report = json.loads((tmp_path / "report.json").read_text())
-    assert report["dataset"]["name"] == "fashion_mnist"
-    assert (report["dataset"]["n_train"], report["dataset"]["n_test"]) == (3000, 500)
+    assert report["dataset"] == "fashion_mnist"
+    info = report["dataset_info"]
+    assert (info["n_train"], info["n_test"], info["input_shape"]) == (3000, 500, [28, 28, 1])
     rows = {m["name"]: m for m in report["models"]}
     assert list(rows) == NAMES
     assert rows["teacher"]["params"] >= 10 * rows["student_distilled"]["params"]
