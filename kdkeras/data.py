@@ -56,14 +56,18 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     return arr.reshape(dims)
 
 
-def _subset(x: np.ndarray, y: np.ndarray, n: Optional[int], seed: int) -> Split:
-    if n is None or n >= len(x):
-        return x, y
+def subset_indices(size: int, n: Optional[int], seed: int) -> Optional[np.ndarray]:
+    """Sorted indices of a random subset of ``n`` out of ``size`` (None: keep all)."""
+    if n is None or n >= size:
+        return None
     if n <= 0:
         raise ValueError(f"subset sizes must be > 0. Received: {n}")
-    idx = np.random.default_rng(seed).permutation(len(x))[:n]
-    idx.sort()
-    return x[idx], y[idx]
+    return np.sort(np.random.default_rng(seed).permutation(size)[:n])
+
+
+def _subset(x: np.ndarray, y: np.ndarray, n: Optional[int], seed: int) -> Split:
+    idx = subset_indices(len(x), n, seed)
+    return (x, y) if idx is None else (x[idx], y[idx])
 
 
 def _images(x: np.ndarray) -> np.ndarray:

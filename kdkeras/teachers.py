@@ -42,6 +42,7 @@ __all__ = [
     "cache_teacher_logits",
     "teacher_logits_for",
     "load_teacher_logits",
+    "save_teacher_logits",
     "is_keras3_model",
 ]
 
@@ -457,14 +458,19 @@ def cache_teacher_logits(
         teacher, data, batch_size, temperature, "cache_teacher_logits"
     )
     if path is not None:
-        buf = io.BytesIO()
-        np.save(buf, l_all)
-        atomic_write_bytes(path, buf.getvalue())
+        save_teacher_logits(path, l_all)
     parts = (x_all, y_all, l_all) if y_all is not None else {"x": x_all, "teacher_logits": l_all}
     ds = tf.data.Dataset.from_tensor_slices(parts)
     if shuffle:
         ds = ds.shuffle(min(len(x_all), 60_000), seed=seed, reshuffle_each_iteration=True)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def save_teacher_logits(path: Union[str, os.PathLike], logits: np.ndarray) -> None:
+    """Writes logits to a ``.npy`` file atomically (read back with :func:`load_teacher_logits`)."""
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(logits))
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def load_teacher_logits(path: Union[str, os.PathLike]) -> np.ndarray:

@@ -23,12 +23,12 @@ import warnings
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
-import numpy as np
 
 import kdkeras
 from kdkeras._io import atomic_write_bytes
 from kdkeras.pipeline import stages as S
 from kdkeras.pipeline.config import RunConfig
+from kdkeras.teachers import save_teacher_logits
 
 
 class VerificationError(RuntimeError):
@@ -350,9 +350,7 @@ class Runner:
             raise ValueError(f"The teacher gives logits of shape {logits.shape[1:]} per example; "
                              f"the data set has {self.data.num_classes} classes. Use a teacher "
                              "trained on these classes.")
-        buf = __import__("io").BytesIO()
-        np.save(buf, logits)
-        atomic_write_bytes(self.out / "teacher_logits.npy", buf.getvalue())
+        save_teacher_logits(self.out / "teacher_logits.npy", logits)
         self.state["logits"] = logits
         return ["teacher_logits.npy"], {}
 

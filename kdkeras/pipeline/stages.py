@@ -50,12 +50,6 @@ class RunData:
                 "input_shape": list(self.x.shape[1:])}
 
 
-def _subset(n: int, size: int, seed: int) -> Optional[np.ndarray]:
-    if not n or n >= size:
-        return None
-    return np.sort(np.random.default_rng(seed).permutation(size)[:n])
-
-
 def load_data(cfg: RunConfig) -> RunData:
     """Loads ``cfg.data.source`` (built-in name or file/folder) and takes the configured subsets."""
     d = cfg.data
@@ -75,7 +69,7 @@ def load_data(cfg: RunConfig) -> RunData:
                       list(f.class_names), texts, texts_t, f.vocabulary)
     for part, n, seed in (("train", d.n_train, cfg.seed), ("test", d.n_test, cfg.seed + 1)):
         x = run.x if part == "train" else run.x_test
-        idx = _subset(n, len(x), seed)
+        idx = kd_data.subset_indices(len(x), n or None, seed)
         if idx is None:
             continue
         if part == "train":

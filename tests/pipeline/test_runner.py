@@ -320,3 +320,27 @@ def test_cli_quick_default(tmp_path, capsys):
     assert (tmp_path / "android" / "model.tflite").exists()
     out = capsys.readouterr().out
     assert "student_tflite_int8" in out and "report:" in out  # the rich table and the paths
+
+
+def test_keras_bars_only_on_a_terminal_and_never_under_ci(monkeypatch):
+    from kdkeras.pipeline.runner import progress_verbosity
+
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    assert progress_verbosity() == 1
+    monkeypatch.setenv("CI", "true")
+    assert progress_verbosity() == 0
+    monkeypatch.delenv("CI")
+    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
+    assert progress_verbosity() == 0
+
+
+def test_epoch_lines_replace_the_bars(tmp_path):
+    log = Log()
+    cfg = tiny(teacher={"epochs": 2}, scratch={"enabled": False}, prune={"enabled": False},
+               qat={"enabled": False}, export={"enabled": False}, verify={"enabled": False},
+               distill={"epochs": 1})
+    run(cfg, tmp_path, log=log)
+    assert sum("teacher: epoch" in line for line in log) == 2
+    assert any(line.strip().startswith("distill: epoch 1/1 loss") for line in log)
+    assert all(line.startswith("[") or line.startswith("    ") for line in log)
