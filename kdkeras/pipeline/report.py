@@ -123,24 +123,25 @@ def plot(report: Dict[str, Any], path: Path) -> Path:
     import matplotlib.pyplot as plt
 
     models = [m for m in report["models"] if m["accuracy"] is not None]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key, label in ((axes[0], "gzip_bytes", "gzip size (bytes, log scale)"),
                            (axes[1], "latency_ms", "latency (ms, batch 1, log scale)")):
-        for m in models:
+        for i, m in enumerate(models):
             if m[key] is None:
                 continue
-            marker = "s" if m["format"] == "tflite" else "o"
-            ax.scatter(m[key], 100 * m["accuracy"], marker=marker, s=50)
-            ax.annotate(m["name"], (m[key], 100 * m["accuracy"]), textcoords="offset points",
-                        xytext=(5, 4), fontsize=8)
+            ax.scatter(m[key], 100 * m["accuracy"], s=60, color=colors[i % len(colors)],
+                       marker="s" if m["format"] == "tflite" else "o",
+                       label=f"{m['name']} ({m['format']})")
         ax.set_xscale("log")
         ax.set_xlabel(label)
         ax.set_ylabel("test accuracy (%)")
         ax.grid(True, alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="center right", fontsize=9, frameon=False)
     ds = report["dataset_info"]
-    fig.suptitle(f"kdkeras run: {ds['name']} — accuracy vs size and latency "
-                 "(squares: .tflite files)")
-    fig.tight_layout()
+    fig.suptitle(f"kdkeras run: {ds['name']}, test accuracy vs size and vs latency")
+    fig.tight_layout(rect=(0, 0, 0.78, 1))
     tmp = path.with_name(path.stem + ".tmp" + path.suffix)
     try:
         fig.savefig(tmp, dpi=110)
