@@ -180,10 +180,22 @@ def _layer_weights(layer):
     if not isinstance(layer, quantize_wrapper.QuantizeWrapper):
         return layer, layer.weights, {id(w) for w in prunable_weights(layer)}
     inner = layer.layer
-    own = [w for w in layer.weights if w.name.startswith(inner.name + "/")]
+    own = [w for w in layer.weights if not _is_quantizer_variable(w)]
     names = {n.split(".")[-1] for n in prunable_weight_names(inner)}
-    prunable = {id(w) for w in own if w.name.rsplit("/", 1)[-1].split(":")[0] in names}
+    prunable = {id(w) for w in own if _short_name(w) in names}
     return inner, own, prunable
+
+
+def _short_name(weight) -> str:
+    return weight.name.rsplit("/", 1)[-1].split(":")[0]
+
+
+def _is_quantizer_variable(weight) -> bool:
+    """TF-MOT's bookkeeping in a QAT wrapper: ``optimizer_step`` and the ``*_min``/``*_max``
+    ranges. Matched by name, not prefix: a model reloaded from .h5 names its kernel
+    ``quant_<layer>/kernel`` instead of ``<layer>/kernel``."""
+    name = _short_name(weight)
+    return name == "optimizer_step" or name.endswith(("_min", "_max"))
 
 
 def sparsity_report(model: keras.Model) -> SparsityReport:

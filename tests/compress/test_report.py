@@ -57,6 +57,17 @@ def test_qat_model_report_counts_the_wrapped_kernels():
     assert report.layer("hidden").prunable_params == 8 * 32
 
 
+@pytest.mark.parametrize("kind", ["mlp", "cnn"])
+def test_qat_model_reloaded_from_h5_counts_the_same(tmp_path, kind):
+    from kdkeras.export import load_model
+
+    qat = quantize_aware(build(kind))
+    qat.save(tmp_path / "qat.h5")
+    again = sparsity_report(load_model(str(tmp_path / "qat.h5")))
+    assert again.total_params == build(kind).count_params() > 0
+    assert again.to_dict()["layers"] == sparsity_report(qat).to_dict()["layers"]
+
+
 def test_str_dict_and_markdown():
     report = SparsityReport("m", [LayerSparsity("a", "Dense", 10, 4, 8, 2),
                                   LayerSparsity("b", "LayerNormalization", 6, 6, 0, 0)])
