@@ -98,7 +98,8 @@ def markdown(report: Dict[str, Any]) -> str:
                       f"(accuracy {100 * v['accuracy']:.2f}% vs {100 * v['keras_accuracy']:.2f}%)."]
     stages = ", ".join(f"{k} {t['seconds']:.0f} s" + (" (reused)" if t["reused"] else "")
                        for k, t in report["stages"].items())
-    lines += ["", f"Run time {report['seconds']:.0f} s: {stages}.", "", "## Config", "",
+    lines += ["", f"This run took {report['seconds']:.0f} s. Stage times, as computed (reused: "
+                  f"in an earlier run): {stages}.", "", "## Config", "",
               "```toml"]
     section = None
     for key, value in section_items(_config_obj(report)):

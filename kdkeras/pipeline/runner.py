@@ -282,7 +282,7 @@ class Runner:
         if manifest is not None:
             self.ids[name] = manifest["id"]
             self.results[name] = manifest["result"]
-            self.timing[name] = {"seconds": 0.0, "reused": True}
+            self.timing[name] = {"seconds": manifest["seconds"], "reused": True}  # when computed
             self.say(f"{name}: reused {', '.join(manifest['artifacts']) or 'result'} "
                      "(same config)")
             return

@@ -123,6 +123,8 @@ def test_rerun_reuses_every_finished_stage(first_run, tmp_path):
     for key in ("accuracy", "params", "nonzero_params", "size_bytes"):  # reloaded, same numbers
         assert [m[key] for m in report["models"]] == [m[key] for m in first_run[1]["models"]], key
     assert all(report["stages"][s]["reused"] for s in CACHED)
+    # reused stages report the time they took when they were computed
+    assert report["stages"]["teacher"]["seconds"] == first_run[1]["stages"]["teacher"]["seconds"] > 0
 
 
 def test_changed_setting_redoes_that_stage_and_the_later_ones(first_run, tmp_path):
