@@ -198,6 +198,8 @@ class RunConfig:
 
     seed: int = _key(0, "seed of data subsets, splits, shuffling and initialisation")
     batch_size: int = _key(128, "batch size of every training stage")
+    min_steps: int = _key(300, "every training stage runs at least this many optimizer steps: "
+                          "on a small data set its epochs are raised (0: epochs as given)")
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
     student: StudentConfig = dataclasses.field(default_factory=StudentConfig)
@@ -240,7 +242,8 @@ class RunConfig:
             if value <= 0:
                 raise ValueError(f"{where} must be > 0. Received: {where}={value}")
         for where, value in (("seed", self.seed), ("data.n_train", d.n_train),
-                             ("data.n_test", d.n_test), ("prune.min_params", self.prune.min_params)):
+                             ("data.n_test", d.n_test), ("prune.min_params", self.prune.min_params),
+                             ("min_steps", self.min_steps)):
             if value < 0:
                 raise ValueError(f"{where} must be >= 0 (0: all for sizes). Received: {where}={value}")
         if not 0 < d.test_fraction < 1:
@@ -316,6 +319,7 @@ class RunConfig:
     def quick(self) -> "RunConfig":
         """A smoke-test sized copy: small subsets, one or two epochs per stage."""
         return self.replace(
+            min_steps=min(self.min_steps, 60),
             data={"n_train": self.data.n_train or 3000, "n_test": self.data.n_test or 500},
             teacher={"epochs": min(self.teacher.epochs, 4)},
             distill={"epochs": min(self.distill.epochs, 3)},

@@ -49,14 +49,17 @@ class Stage:
 
 STAGES = [
     Stage("data", ("seed", "data")),
-    Stage("teacher", ("seed", "batch_size", "teacher"), "teacher"),
+    Stage("teacher", ("seed", "batch_size", "min_steps", "teacher"), "teacher"),
     Stage("logits", ("batch_size",)),
-    Stage("scratch", ("seed", "batch_size", "student", "distill.epochs", "distill.learning_rate"),
+    Stage("scratch", ("seed", "batch_size", "min_steps", "student", "distill.epochs",
+                      "distill.learning_rate"),
           "student_scratch"),
-    Stage("distill", ("seed", "batch_size", "student", "distill"), "student_distilled"),
-    Stage("prune", ("seed", "batch_size", "distill.alpha", "distill.temperature", "prune"),
+    Stage("distill", ("seed", "batch_size", "min_steps", "student", "distill"), "student_distilled"),
+    Stage("prune", ("seed", "batch_size", "min_steps", "distill.alpha", "distill.temperature",
+                    "prune"),
           "student_pruned"),
-    Stage("qat", ("seed", "batch_size", "distill.alpha", "distill.temperature", "qat"),
+    Stage("qat", ("seed", "batch_size", "min_steps", "distill.alpha", "distill.temperature",
+                  "qat"),
           "student_qat", ".h5"),
     Stage("export", ("export.quantization", "export.calibration_samples")),
     Stage("verify", ("verify.max_accuracy_drop",)),
@@ -313,6 +316,11 @@ class Runner:
             return str(self.out / self.tflite_name)
         return load_saved_model(self.out / _BY_NAME[name].file)
 
+    def epochs(self, configured: int) -> str:
+        """The epochs a training stage runs, and why when ``min_steps`` raised them."""
+        n = S.epochs_for(self.cfg, configured, len(self.data.x))
+        return str(n) if n == configured else f"{n} (min_steps = {self.cfg.min_steps})"
+
     @property
     def tflite_name(self) -> str:
         return f"student_tflite_{self.cfg.export.quantization}.tflite"
@@ -339,7 +347,7 @@ class Runner:
             self.state["teacher"] = S.load_teacher(self.cfg)
             return [], {"loaded_from": t.path}
         self.say(f"teacher: train {S.builder_name('teacher', t.builder, self.data)} for "
-                 f"{t.epochs} epochs")
+                 f"{self.epochs(t.epochs)} epochs")
         return self._save("teacher", S.train_teacher(self.cfg, self.data, self.callbacks("teacher"),
                                                      self.verbose))
 
@@ -355,20 +363,23 @@ class Runner:
         return ["teacher_logits.npy"], {}
 
     def _run_scratch(self):
-        self.say(f"scratch: train the student on hard labels for {self.cfg.distill.epochs} epochs")
+        self.say(f"scratch: train the student on hard labels for "
+                 f"{self.epochs(self.cfg.distill.epochs)} epochs")
         return self._save("scratch", S.train_scratch(self.cfg, self.data, self.callbacks("scratch"),
                                                      self.verbose))
 
     def _run_distill(self):
         d = self.cfg.distill
-        self.say(f"distill: {d.epochs} epochs, alpha {d.alpha}, temperature {d.temperature}")
+        self.say(f"distill: {self.epochs(d.epochs)} epochs, alpha {d.alpha}, "
+                 f"temperature {d.temperature}")
         return self._save("distill", S.distill(self.cfg, self.data, self.get("logits"),
                                                self.callbacks("distill"), self.verbose))
 
     def _run_prune(self):
         p = self.cfg.prune
         kept = list(p.skip) + list(S.small_layers(self.get("distill"), p.min_params, p.skip))
-        self.say(f"prune: to {p.sparsity:.0%} sparsity, {p.epochs} epochs of distillation"
+        self.say(f"prune: to {p.sparsity:.0%} sparsity, {self.epochs(p.epochs)} epochs of "
+                 "distillation"
                  + (f"; not pruned: {', '.join(kept)} (prune.skip, or fewer than "
                     f"prune.min_params = {p.min_params} weights)" if kept else ""))
         model = S.prune(self.cfg, self.get("distill"), self.data, self.get("logits"),
@@ -378,7 +389,7 @@ class Runner:
     def _run_qat(self):
         src = needs(self.cfg, "qat")[0]
         self.say(f"qat: int8 quantization-aware training of the {src} student, "
-                 f"{self.cfg.qat.epochs} epochs of distillation")
+                 f"{self.epochs(self.cfg.qat.epochs)} epochs of distillation")
         model = S.quantize_aware(self.cfg, self.get(src), self.data, self.get("logits"),
                                  src == "prune", self.callbacks("qat"), self.verbose)
         return self._save("qat", model)

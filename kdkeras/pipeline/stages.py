@@ -134,6 +134,13 @@ def check_models(cfg: RunConfig, data: RunData) -> None:
         resolve_builder("student", cfg.student.builder, cfg.student.kwargs, data)
 
 
+def epochs_for(cfg: RunConfig, epochs: int, n: int) -> int:
+    """``epochs``, raised so the stage runs at least ``cfg.min_steps`` optimizer steps on ``n``
+    examples (a small data set would otherwise stop after a few dozen steps)."""
+    steps_per_epoch = max(1, int(np.ceil(n / cfg.batch_size)))
+    return max(int(epochs), int(np.ceil(cfg.min_steps / steps_per_epoch)))
+
+
 def _compile_fit(model, data: RunData, epochs: int, lr: float, batch_size: int, seed: int,
                  callbacks, verbose: int):
     keras.utils.set_random_seed(seed)
@@ -148,7 +155,8 @@ def train_teacher(cfg: RunConfig, data: RunData, callbacks=(), verbose: int = 0)
     """Builds and trains the teacher on hard labels (Adam)."""
     t = cfg.teacher
     model = build_model("teacher", t.builder, t.kwargs, data, cfg.seed)
-    return _compile_fit(model, data, t.epochs, t.learning_rate, cfg.batch_size, cfg.seed,
+    return _compile_fit(model, data, epochs_for(cfg, t.epochs, len(data.x)), t.learning_rate,
+                        cfg.batch_size, cfg.seed,
                         list(callbacks), verbose)
 
 
@@ -213,7 +221,8 @@ def train_scratch(cfg: RunConfig, data: RunData, callbacks=(), verbose: int = 0)
     """The baseline: the student trained like the distilled one, on hard labels only, from
     fresh initial weights (a saved ``student.path`` model is re-initialised)."""
     d = cfg.distill
-    return _compile_fit(build_student(cfg, data, fresh=True), data, d.epochs, d.learning_rate,
+    return _compile_fit(build_student(cfg, data, fresh=True), data,
+                        epochs_for(cfg, d.epochs, len(data.x)), d.learning_rate,
                         cfg.batch_size, cfg.seed + 2, list(callbacks), verbose)
 
 
@@ -231,7 +240,8 @@ def _distill_fit(cfg: RunConfig, student, data: RunData, logits: np.ndarray, epo
 
 def distill(cfg: RunConfig, data: RunData, logits: np.ndarray, callbacks=(), verbose: int = 0):
     """A fresh student distilled offline from the cached teacher logits."""
-    return _distill_fit(cfg, build_student(cfg, data), data, logits, cfg.distill.epochs,
+    return _distill_fit(cfg, build_student(cfg, data), data, logits,
+                        epochs_for(cfg, cfg.distill.epochs, len(data.x)),
                         cfg.distill.learning_rate, cfg.seed + 2, callbacks, verbose)
 
 
@@ -241,10 +251,11 @@ def prune(cfg: RunConfig, student, data: RunData, logits: np.ndarray, callbacks=
     from kdkeras.compress import prune as _prune, strip
 
     p = cfg.prune
-    steps = p.epochs * int(np.ceil(len(data.x) / cfg.batch_size))
+    epochs = epochs_for(cfg, p.epochs, len(data.x))
+    steps = epochs * int(np.ceil(len(data.x) / cfg.batch_size))
     wrapped = _prune(student, target_sparsity=p.sparsity, end_step=max(1, int(0.7 * steps)),
                      skip=tuple(p.skip) + small_layers(student, p.min_params, p.skip))
-    tuned = _distill_fit(cfg, wrapped, data, logits, p.epochs, p.learning_rate, cfg.seed + 3,
+    tuned = _distill_fit(cfg, wrapped, data, logits, epochs, p.learning_rate, cfg.seed + 3,
                          callbacks, verbose)
     return strip(tuned)
 
@@ -270,7 +281,8 @@ def quantize_aware(cfg: RunConfig, student, data: RunData, logits: np.ndarray, p
 
     q = cfg.qat
     model = _qat(student, preserve_sparsity=q.preserve_sparsity and pruned)
-    return _distill_fit(cfg, model, data, logits, q.epochs, q.learning_rate, cfg.seed + 4,
+    return _distill_fit(cfg, model, data, logits, epochs_for(cfg, q.epochs, len(data.x)),
+                        q.learning_rate, cfg.seed + 4,
                         callbacks, verbose)
 
 

@@ -43,7 +43,7 @@ def test_int_is_accepted_for_float_keys():
 def test_quick_is_small_and_keeps_user_choices():
     q = RunConfig.from_dict({"distill": {"epochs": 2}, "data": {"n_train": 700}}).quick()
     assert (q.data.n_train, q.data.n_test, q.distill.epochs, q.qat.epochs) == (700, 500, 2, 1)
-    assert q.teacher.epochs <= 4 and q.prune.epochs <= 2
+    assert q.teacher.epochs <= 4 and q.prune.epochs <= 2 and q.min_steps <= 60
 
 
 @pytest.mark.parametrize("values,match", [

@@ -20,7 +20,7 @@ CACHED = ["teacher", "logits", "scratch", "distill", "prune", "qat", "export", "
 
 
 def tiny(**changes) -> RunConfig:
-    base = {"batch_size": 64, "data": {"source": "digits"}, "teacher": {"epochs": 3},
+    base = {"batch_size": 64, "min_steps": 0, "data": {"source": "digits"}, "teacher": {"epochs": 3},
             "distill": {"epochs": 2, "learning_rate": 3e-3}, "prune": {"epochs": 1},
             "qat": {"epochs": 1}, "verify": {"latency_runs": 5}}
     for key, value in changes.items():
@@ -235,7 +235,7 @@ def test_cli_config_file_seed_force_and_relative_paths(tmp_path, monkeypatch, ca
     job.mkdir()
     np.savez(job / "d.npz", x_train=x[:600], y_train=y[:600], x_test=xt[:200], y_test=yt[:200])
     (job / "c.toml").write_text(
-        'batch_size = 64\n[data]\nsource = "d.npz"\n[teacher]\nepochs = 1\n'
+        'batch_size = 64\nmin_steps = 0\n[data]\nsource = "d.npz"\n[teacher]\nepochs = 1\n'
         '[distill]\nepochs = 1\n[prune]\nepochs = 1\n[qat]\nepochs = 1\n'
         '[verify]\nlatency_runs = 3\n')
     monkeypatch.chdir(tmp_path)  # the data path is relative to the config file, not the cwd
@@ -323,6 +323,18 @@ def test_cli_quick_default(tmp_path, capsys):
     assert (tmp_path / "android" / "model.tflite").exists()
     out = capsys.readouterr().out
     assert "student_tflite_int8" in out and "report:" in out  # the rich table and the paths
+
+
+def test_min_steps_raises_the_epochs_on_a_small_data_set(tmp_path):
+    log = Log()
+    cfg = tiny(min_steps=300, teacher={"epochs": 1}, distill={"epochs": 1}, prune={"enabled": False},
+               qat={"enabled": False}, export={"enabled": False}, verify={"enabled": False})
+    report = run(cfg, tmp_path, log=log)
+    # 1,347 examples in batches of 64: 22 steps per epoch, so 14 epochs reach 300 steps
+    assert any("teacher: train cnn_teacher for 14 (min_steps = 300) epochs" in line for line in log)
+    assert sum("distill: epoch" in line for line in log) == 14
+    rows = {m["name"]: m for m in report["models"]}
+    assert rows["student_distilled"]["accuracy"] > 0.8 and rows["student_scratch"]["accuracy"] > 0.8
 
 
 def test_keras_bars_only_on_a_terminal_and_never_under_ci(monkeypatch):

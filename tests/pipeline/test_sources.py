@@ -30,7 +30,7 @@ def _text_folder(root, n=40, seed=0):
 
 
 def _small(source, **changes):
-    base = {"batch_size": 16, "data": {"source": str(source), "sequence_length": 12},
+    base = {"batch_size": 16, "min_steps": 0, "data": {"source": str(source), "sequence_length": 12},
             "teacher": {"epochs": 6}, "distill": {"epochs": 8, "learning_rate": 1e-2},
             "prune": {"epochs": 2, "sparsity": 0.5}, "qat": {"epochs": 1},
             "verify": {"latency_runs": 5}}
