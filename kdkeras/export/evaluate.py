@@ -187,8 +187,8 @@ def evaluate_tflite(
         batch_size: int. Examples per interpreter call.
 
     Returns:
-        dict with ``accuracy`` (float in [0, 1]), ``n`` (int), ``agreement_with_keras``
-        (float, or None without ``keras_model``).
+        dict with ``accuracy`` (float in [0, 1]), ``n`` (int), ``agreement_with_keras`` and
+        ``keras_accuracy`` (floats, or None without ``keras_model``).
 
     Raises:
         ValueError: ``x`` and ``y`` of different lengths, not a TFLite file, wrong input shape.
@@ -206,10 +206,12 @@ def evaluate_tflite(
         "accuracy": float(np.mean(pred == _labels(y))),
         "n": int(len(x)),
         "agreement_with_keras": None,
+        "keras_accuracy": None,
     }
     if keras_model is not None:
         ref = top1(_keras_outputs(keras_model, x.astype(np.float32), batch_size))
         result["agreement_with_keras"] = float(np.mean(pred == ref))
+        result["keras_accuracy"] = float(np.mean(ref == _labels(y)))
     return result
 
 

@@ -72,6 +72,11 @@ def _tensor_spec(d: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
+def gzip_size(data: bytes) -> int:
+    """Bytes of ``data`` gzipped at level 9: a proxy for download size."""
+    return len(gzip.compress(data, compresslevel=9, mtime=0))
+
+
 def inspect_tflite(path: str) -> Dict[str, Any]:
     """Describes a ``.tflite`` file.
 
@@ -105,7 +110,7 @@ def inspect_tflite(path: str) -> Dict[str, Any]:
     return {
         "path": os.path.abspath(path),
         "size_bytes": len(data),
-        "gzip_bytes": len(gzip.compress(data, compresslevel=9, mtime=0)),
+        "gzip_bytes": gzip_size(data),
         "inputs": [_tensor_spec(d) for d in interp.get_input_details()],
         "outputs": [_tensor_spec(d) for d in interp.get_output_details()],
         "op_counts": ops,

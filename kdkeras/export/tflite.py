@@ -46,7 +46,7 @@ import dataclasses
 import os
 import shutil
 import tempfile
-from typing import Any, Callable, Iterable, List, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, List, Optional, Union
 
 import numpy as np
 

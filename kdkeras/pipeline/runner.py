@@ -26,6 +26,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import kdkeras
 from kdkeras._io import atomic_write_bytes
+from kdkeras.export import load_model
 from kdkeras.pipeline import stages as S
 from kdkeras.pipeline.config import RunConfig
 from kdkeras.teachers import save_teacher_logits
@@ -123,7 +124,7 @@ def _fingerprint(path: str) -> Any:
     if not path or not os.path.exists(path):
         return None
     p = Path(path)
-    files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+    files = S.files_in(p)
     return [(str(f.relative_to(p)) if p.is_dir() else f.name, f.stat().st_size,
              f.stat().st_mtime_ns) for f in files]
 
@@ -172,12 +173,6 @@ def save_model(model, path: Path) -> Path:
     finally:
         model.optimizer = optimizer
     return path
-
-
-def load_saved_model(path: Path):
-    from kdkeras.export import load_model
-
-    return load_model(str(path))
 
 
 class Runner:
@@ -307,14 +302,14 @@ class Runner:
         if name == "teacher":
             if self.cfg.teacher.path:
                 return S.load_teacher(self.cfg)
-            return load_saved_model(self.out / "teacher.keras")
+            return load_model(str(self.out / "teacher.keras"))
         if name == "logits":
             from kdkeras.teachers import load_teacher_logits
 
             return load_teacher_logits(self.out / "teacher_logits.npy")
         if name == "export":
             return str(self.out / self.tflite_name)
-        return load_saved_model(self.out / _BY_NAME[name].file)
+        return load_model(str(self.out / _BY_NAME[name].file))
 
     def epochs(self, configured: int) -> str:
         """The epochs a training stage runs, and why when ``min_steps`` raised them."""

@@ -8,7 +8,6 @@ Each stage composes the public API (:class:`kdkeras.Distiller`, :mod:`kdkeras.co
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import inspect
 import os
 import time
@@ -301,7 +300,7 @@ def verify(cfg: RunConfig, path: str, keras_model, data: RunData) -> Dict[str, A
     from kdkeras.export import evaluate_tflite
 
     res = evaluate_tflite(path, data.x_test, data.y_test, keras_model=keras_model)
-    keras_acc = accuracy(keras_model, data.x_test, data.y_test)
+    keras_acc = res["keras_accuracy"]
     return {"accuracy": res["accuracy"], "keras_accuracy": keras_acc,
             "agreement_with_keras": res["agreement_with_keras"], "n": res["n"],
             "accuracy_drop": keras_acc - res["accuracy"]}
@@ -318,25 +317,25 @@ def android(cfg: RunConfig, tflite_path: str, data: RunData, out_dir: Path) -> s
 # ----------------------------------------------------------------------------- measuring
 def accuracy(model, x, y, batch_size: int = 1024) -> float:
     """Top-1 test accuracy of a Keras model (or a callable returning logits)."""
-    if hasattr(model, "predict"):
-        out = model.predict(x, batch_size=batch_size, verbose=0)
-    else:
-        out = np.concatenate([np.asarray(model(x[i:i + batch_size]))
-                              for i in range(0, len(x), batch_size)])
-    return float(np.mean(np.argmax(out, -1) == np.reshape(y, -1)))
+    from kdkeras.export.evaluate import _keras_outputs, top1
+
+    return float(np.mean(top1(_keras_outputs(model, x, batch_size)) == np.reshape(y, -1)))
 
 
-def _files(path: Path) -> List[Path]:
+def files_in(path: Path) -> List[Path]:
+    """``path`` itself, or every file under the folder ``path``, sorted."""
     return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
 
 
 def file_sizes(path: str | os.PathLike) -> Dict[str, int]:
     """``size_bytes`` and ``gzip_bytes`` (level 9) of a file, or summed over a folder."""
+    from kdkeras.export.inspect import gzip_size
+
     size = gz = 0
-    for f in _files(Path(path)):
+    for f in files_in(Path(path)):
         raw = f.read_bytes()
         size += len(raw)
-        gz += len(gzip.compress(raw, 9))
+        gz += gzip_size(raw)
     return {"size_bytes": size, "gzip_bytes": gz}
 
 
