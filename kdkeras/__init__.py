@@ -15,9 +15,14 @@ import tf_keras as keras  # noqa: E402  (explicit: never depends on TF_USE_LEGAC
 
 from kdkeras import losses  # noqa: E402
 from kdkeras.data import digits, fashion_mnist  # noqa: E402
-from kdkeras.distiller import Distiller, TrainingDivergedError  # noqa: E402
-from kdkeras.students import build_cnn_student, build_cnn_teacher, build_mlp_student  # noqa: E402
-from kdkeras.teachers import Teacher, cache_teacher_logits, load_teacher_logits  # noqa: E402
+from kdkeras.distill import (  # noqa: E402
+    Distiller,
+    Teacher,
+    TrainingDivergedError,
+    cache_teacher_logits,
+    load_teacher_logits,
+)
+from kdkeras.models import build_cnn_student, build_cnn_teacher, build_mlp_student  # noqa: E402
 from kdkeras import compress  # noqa: E402
 from kdkeras.compress import cluster, prune, quantize_aware, sparsity_report, strip  # noqa: E402
 from kdkeras import export  # noqa: E402

@@ -1,10 +1,17 @@
-"""Atomic file writes: readers see the old file or the complete new one, never a partial file."""
+"""Atomic file writes: readers see the old file or the complete new one, never a partial file.
+
+Every artifact kdkeras writes (``.tflite`` files, logit caches, saved models, reports, plots,
+bundles) goes through this module.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import tempfile
-from typing import Union
+from pathlib import Path
+from typing import Iterator, Union
 
 PathLike = Union[str, os.PathLike]
 
@@ -15,19 +22,57 @@ def atomic_write_bytes(path: PathLike, data: bytes) -> str:
     The file gets mode 0644 (``mkstemp`` would leave it private); on any failure the temporary
     file is removed and an existing ``path`` is left untouched.
     """
-    path = os.fspath(path)
-    parent = os.path.dirname(os.path.abspath(path))
-    os.makedirs(parent, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+    return os.fspath(path)
+
+
+@contextlib.contextmanager
+def atomic_path(path: PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that needs a file name (``model.save``,
+    ``savefig``); renamed over ``path`` (mode 0644) when the block succeeds, removed otherwise.
+
+    The temporary name keeps ``path``'s suffix, since Keras and matplotlib choose the format
+    from it.
+
+    Example:
+
+    >>> import os, tempfile
+    >>> target = os.path.join(tempfile.mkdtemp(), "a.txt")
+    >>> with atomic_path(target) as tmp:
+    ...     _ = tmp.write_text("done")
+    >>> open(target).read()
+    'done'
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
         os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        tmp.unlink(missing_ok=True)
         raise
-    return path
+
+
+def atomic_replace_dir(tmp_dir: PathLike, out_dir: PathLike) -> None:
+    """Moves the finished directory ``tmp_dir`` to ``out_dir``, replacing an old one whole."""
+    tmp_dir, out_dir = os.fspath(tmp_dir), os.fspath(out_dir)
+    if not os.path.exists(out_dir):
+        os.replace(tmp_dir, out_dir)
+        return
+    backup = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(out_dir)), prefix=".old-")
+    os.rmdir(backup)
+    os.replace(out_dir, backup)
+    try:
+        os.replace(tmp_dir, out_dir)
+    except BaseException:
+        os.replace(backup, out_dir)
+        raise
+    shutil.rmtree(backup, ignore_errors=True)

@@ -20,6 +20,11 @@ from kdkeras.compress.pruning import (
 )
 from kdkeras.compress.quantization import float_layers, quantize_aware
 from kdkeras.compress.report import LayerSparsity, SparsityReport, sparsity_report
+from kdkeras.distill.hooks import register_fit_callbacks
+
+# Distiller.fit adds TF-MOT's UpdatePruningStep (and the target check) when its student holds
+# pruning wrappers: the core learns of pruning through this hook, never by importing compress.
+register_fit_callbacks(ensure_pruning_callbacks)
 
 __all__ = [
     "prune",

@@ -8,7 +8,7 @@
 from kdkeras.export.android import export_android
 from kdkeras.export.bench import BenchmarkResult, benchmark_keras, benchmark_tflite
 from kdkeras.export.evaluate import evaluate_tflite, predict_tflite
-from kdkeras.export.inspect import format_inspection, inspect_tflite
+from kdkeras.export.tflite_info import format_inspection, inspect_tflite
 from kdkeras.export.tflite import (
     QUANTIZATIONS,
     QuantizationMode,

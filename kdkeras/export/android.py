@@ -31,8 +31,9 @@ from typing import Any, Dict, Optional, Sequence
 import numpy as np
 
 from kdkeras.export.evaluate import evaluate_tflite
-from kdkeras.export.inspect import inspect_tflite
-from kdkeras.export.tflite import QUANTIZATIONS, atomic_replace_dir, check_tflite_file, convert
+from kdkeras.export.tflite_info import inspect_tflite
+from kdkeras._io import atomic_replace_dir
+from kdkeras.export.tflite import QUANTIZATIONS, check_tflite_file, convert
 
 BUNDLE_FORMAT = "kdkeras-android-bundle"
 BUNDLE_FILES = ("model.tflite", "labels.txt", "model.json")

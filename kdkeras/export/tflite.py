@@ -44,7 +44,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import shutil
 import tempfile
 from typing import Any, Callable, Iterable, List, Optional, Union
 
@@ -53,6 +52,7 @@ import numpy as np
 from kdkeras.registry import Registry
 from kdkeras._io import atomic_write_bytes
 from kdkeras._keras_kind import is_keras3_model, is_tf_keras_model
+from kdkeras.models.loading import SavedModelFunction, load_model
 
 TFLITE_IDENTIFIER = b"TFL3"
 
@@ -152,73 +152,6 @@ def _strip_pruning(model: Any) -> Any:
     return strip(model)
 
 
-def load_model(path: PathLike) -> Any:
-    """Loads a saved model for export: ``.keras`` / ``.h5`` file or SavedModel directory.
-
-    A SavedModel directory is returned as its path (it is converted directly). ``.keras`` and
-    ``.h5`` files are loaded with tf-keras (inside TF-MOT's pruning and quantization scopes, so
-    pruned and QAT models load), falling back to Keras 3 for Keras 3 ``.keras`` files.
-
-    Args:
-        path: str. The saved model.
-
-    Returns:
-        A tf-keras or Keras 3 model, or the SavedModel directory path.
-
-    Raises:
-        FileNotFoundError: if ``path`` does not exist.
-        ValueError: if ``path`` is neither a SavedModel directory nor a ``.keras`` / ``.h5`` file.
-    """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise FileNotFoundError(
-            f"Model not found. Received: model={path!r}. Pass a .keras or .h5 file or a "
-            "SavedModel directory."
-        )
-    if os.path.isdir(path):
-        if not os.path.exists(os.path.join(path, "saved_model.pb")):
-            raise ValueError(
-                f"Directory is not a SavedModel (no saved_model.pb). Received: model={path!r}. "
-                "Pass a SavedModel directory or a .keras / .h5 file."
-            )
-        return path
-    if not path.endswith((".keras", ".h5", ".hdf5")):
-        raise ValueError(
-            f"Unsupported model file type. Received: model={path!r}. Pass a .keras or .h5 file "
-            "or a SavedModel directory."
-        )
-    import tf_keras
-
-    scopes = []
-    try:
-        import tensorflow_model_optimization as tfmot
-
-        scopes = [tfmot.sparsity.keras.prune_scope(), tfmot.quantization.keras.quantize_scope()]
-    except ImportError:  # pragma: no cover
-        pass
-    first_error: Optional[Exception] = None
-    try:
-        import contextlib
-
-        with contextlib.ExitStack() as stack:
-            for s in scopes:
-                stack.enter_context(s)
-            return tf_keras.models.load_model(path, compile=False)
-    except Exception as e:  # noqa: BLE001 - retried with Keras 3 below
-        first_error = e
-    if path.endswith(".keras"):
-        try:
-            import keras
-
-            return keras.saving.load_model(path, compile=False)
-        except Exception:  # noqa: BLE001
-            pass
-    raise ValueError(
-        f"Could not load the model with tf-keras or Keras 3. Received: model={path!r}. "
-        f"tf-keras said: {first_error}"
-    )
-
-
 # --------------------------------------------------------------------------- validation
 
 
@@ -248,15 +181,8 @@ def check_tflite_file(path: PathLike) -> str:
 
 def _model_input_shapes(model: Any) -> Optional[List[tuple]]:
     """Per-example input shapes (no batch axis), or None when unknown."""
-    if isinstance(model, str):
-        try:
-            import tensorflow as tf
-
-            sig = tf.saved_model.load(model).signatures["serving_default"]
-            specs = sig.structured_input_signature[1]
-            return [tuple(s.shape[1:]) for _, s in sorted(specs.items())]
-        except Exception:  # noqa: BLE001
-            return None
+    if isinstance(model, SavedModelFunction):
+        return model.input_shapes
     inputs = getattr(model, "inputs", None)
     if not inputs:
         return None
@@ -268,7 +194,7 @@ def _model_input_shapes(model: Any) -> Optional[List[tuple]]:
 
 def _model_input_dtypes(model: Any) -> Optional[List[np.dtype]]:
     """Numpy dtypes of a Keras model's inputs, or None when unknown (e.g. a SavedModel path)."""
-    inputs = None if isinstance(model, str) else getattr(model, "inputs", None)
+    inputs = getattr(model, "inputs", None)
     if not inputs:
         return None
     try:
@@ -354,8 +280,8 @@ def _validate_representative_data(data: Any, model: Any, max_samples: Optional[i
 def _converter_for(model: Any, workdir: str) -> Any:
     import tensorflow as tf
 
-    if isinstance(model, str):
-        return tf.lite.TFLiteConverter.from_saved_model(model)
+    if isinstance(model, SavedModelFunction):
+        return tf.lite.TFLiteConverter.from_saved_model(model.path)
     if is_tf_keras_model(model):
         return tf.lite.TFLiteConverter.from_keras_model(model)
     if is_keras3_model(model):
@@ -458,7 +384,7 @@ def convert(
     mode = QUANTIZATIONS.get(quantization)
     if isinstance(model, (str, os.PathLike)):
         model = load_model(model)
-    qat = not isinstance(model, str) and is_qat_model(model)
+    qat = is_qat_model(model)
     if mode.needs_representative_data and representative_data is None:
         if not (qat and mode.backend == "tflite_converter"):
             raise ValueError(
@@ -473,7 +399,7 @@ def convert(
             "max_calibration_samples must be >= 1 or None. Received: "
             f"max_calibration_samples={max_calibration_samples}"
         )
-    if not isinstance(model, str) and is_pruned_model(model):
+    if is_pruned_model(model):
         model = _strip_pruning(model)
     rep = None
     if representative_data is not None:
@@ -486,25 +412,6 @@ def convert(
     if data[4:8] != TFLITE_IDENTIFIER:  # pragma: no cover - converter contract
         raise RuntimeError(f"The converter returned bytes that are not a TFLite file: {data[:8]!r}")
     return data
-
-
-# --------------------------------------------------------------------------- atomic writes
-
-
-def atomic_replace_dir(tmp_dir: str, out_dir: str) -> None:
-    """Moves the finished directory ``tmp_dir`` to ``out_dir``, replacing an old one whole."""
-    if not os.path.exists(out_dir):
-        os.replace(tmp_dir, out_dir)
-        return
-    backup = tempfile.mkdtemp(dir=os.path.dirname(os.path.abspath(out_dir)), prefix=".old-")
-    os.rmdir(backup)
-    os.replace(out_dir, backup)
-    try:
-        os.replace(tmp_dir, out_dir)
-    except BaseException:
-        os.replace(backup, out_dir)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
 
 
 def export_tflite(

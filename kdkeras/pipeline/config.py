@@ -20,9 +20,8 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 from kdkeras import data as kd_data
-from kdkeras.distiller import _check_alpha
-from kdkeras.losses import _check_temperature
-from kdkeras.students import BUILDERS
+from kdkeras.validation import check_alpha, check_temperature
+from kdkeras.models import BUILDERS
 
 
 def _key(default, doc: str):
@@ -256,8 +255,8 @@ class RunConfig:
             raise ValueError(f"verify.max_accuracy_drop must be in [0, 1]. Received: "
                              f"verify.max_accuracy_drop={self.verify.max_accuracy_drop}")
         try:
-            _check_alpha(self.distill.alpha)
-            _check_temperature(self.distill.temperature)
+            check_alpha(self.distill.alpha, "distill.alpha")
+            check_temperature(self.distill.temperature, "distill.temperature")
             QUANTIZATIONS.get(self.export.quantization)
         except ValueError as e:
             raise ValueError(f"[distill]/[export]: {e}") from None

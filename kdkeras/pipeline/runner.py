@@ -26,10 +26,10 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 import kdkeras
 from kdkeras._io import atomic_write_bytes
-from kdkeras.export import load_model
+from kdkeras.models import load_model
 from kdkeras.pipeline import stages as S
 from kdkeras.pipeline.config import RunConfig
-from kdkeras.teachers import save_teacher_logits
+from kdkeras.distill import save_teacher_logits
 
 
 class VerificationError(RuntimeError):
@@ -304,7 +304,7 @@ class Runner:
                 return S.load_teacher(self.cfg)
             return load_model(str(self.out / "teacher.keras"))
         if name == "logits":
-            from kdkeras.teachers import load_teacher_logits
+            from kdkeras.distill import load_teacher_logits
 
             return load_teacher_logits(self.out / "teacher_logits.npy")
         if name == "export":

@@ -18,9 +18,9 @@ import numpy as np
 import tf_keras as keras
 
 from kdkeras import data as kd_data
-from kdkeras.distiller import Distiller
+from kdkeras.distill import Distiller
 from kdkeras.pipeline.config import AUTO, RunConfig
-from kdkeras.students import BUILDERS
+from kdkeras.models import BUILDERS
 
 
 # ----------------------------------------------------------------------------- data
@@ -56,7 +56,7 @@ def load_data(cfg: RunConfig) -> RunData:
         (x, y), (xt, yt) = kd_data.DATASETS.get(d.source)(seed=cfg.seed)
         run = RunData(d.source, "images", x, y, xt, yt, list(kd_data.class_names(d.source)))
     else:
-        from kdkeras.data_files import load_files
+        from kdkeras.data import load_files
 
         f = load_files(d.source, test_fraction=d.test_fraction, seed=cfg.seed,
                        label_column=d.label_column, text_column=d.text_column,
@@ -161,7 +161,7 @@ def train_teacher(cfg: RunConfig, data: RunData, callbacks=(), verbose: int = 0)
 
 def load_teacher(cfg: RunConfig):
     """The configured teacher file as a :class:`kdkeras.Teacher` adapter."""
-    from kdkeras.teachers import load_teacher as _load
+    from kdkeras.distill import load_teacher as _load
 
     return _load(cfg.teacher.path)
 
@@ -177,7 +177,7 @@ def teacher_inputs(teacher, data: RunData, test: bool = False):
 
 def teacher_logits(teacher, data: RunData, batch_size: int, test: bool = False) -> np.ndarray:
     """The teacher's logits on the training (or test) inputs, float32."""
-    from kdkeras.teachers import teacher_logits_for
+    from kdkeras.distill import teacher_logits_for
 
     x = teacher_inputs(teacher, data, test)
     return np.asarray(teacher_logits_for(teacher, x, batch_size), dtype=np.float32)
@@ -189,7 +189,7 @@ def load_student(cfg: RunConfig, data: RunData):
     Raises:
         ValueError: not a tf-keras model, or its input / output shape does not fit the data.
     """
-    from kdkeras.export import load_model
+    from kdkeras.models import load_model
 
     where = f"student.path={cfg.student.path!r}"
     model = load_model(cfg.student.path)
@@ -329,7 +329,7 @@ def files_in(path: Path) -> List[Path]:
 
 def file_sizes(path: str | os.PathLike) -> Dict[str, int]:
     """``size_bytes`` and ``gzip_bytes`` (level 9) of a file, or summed over a folder."""
-    from kdkeras.export.inspect import gzip_size
+    from kdkeras.export.tflite_info import gzip_size
 
     size = gz = 0
     for f in files_in(Path(path)):

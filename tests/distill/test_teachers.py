@@ -3,7 +3,8 @@ import pytest
 import tensorflow as tf
 
 import kdkeras as kd
-from kdkeras import teachers
+from kdkeras._keras_kind import is_keras3_model
+from kdkeras.distill import logit_cache, teachers
 
 
 @pytest.mark.parametrize("fmt", ["keras", "h5", "savedmodel"])
@@ -15,7 +16,7 @@ def test_load_teacher_from_files(tmp_path, trained_teacher, digits_data, fmt):
     else:
         path = tmp_path / f"teacher.{fmt}"
         trained_teacher.save(path)
-    t = kd.teachers.load_teacher(path)
+    t = teachers.load_teacher(path)
     np.testing.assert_allclose(t(x[:8]).numpy(), trained_teacher.predict(x[:8], verbose=0), rtol=1e-5, atol=1e-5)
     d = kd.Distiller(student=kd.build_mlp_student((8, 8, 1), 10, hidden=(4,)), teacher=str(path))
     assert isinstance(d.teacher, teachers.Teacher)
@@ -28,7 +29,7 @@ def test_load_keras3_file(tmp_path, digits_data):
     m = keras3.Sequential([keras3.Input((8, 8, 1)), keras3.layers.Flatten(), keras3.layers.Dense(10)])
     m.save(tmp_path / "k3.keras")
     t = teachers.load_teacher(tmp_path / "k3.keras")
-    assert teachers.is_keras3_model(t.model)
+    assert is_keras3_model(t.model)
     np.testing.assert_allclose(t(x[:4]).numpy(), m.predict(x[:4], verbose=0), rtol=1e-5, atol=1e-6)
 
 
@@ -55,20 +56,6 @@ def test_dict_outputs_need_a_key():
 def test_not_a_teacher():
     with pytest.raises(TypeError, match="Received: int"):
         teachers.Teacher(3)
-
-
-def test_cache_to_file_is_atomic_and_checked(tmp_path, trained_teacher, digits_data):
-    (x, y), _ = digits_data
-    path = tmp_path / "cache" / "logits.npy"
-    kd.cache_teacher_logits(trained_teacher, (x[:40], y[:40]), path=path, batch_size=16)
-    assert path.exists() and np.load(path).shape == (40, 10)
-    assert [p.name for p in path.parent.iterdir()] == ["logits.npy"]  # no temp file left
-    with pytest.raises(ValueError, match="same length. Received: 40 and 39"):
-        kd.cache_teacher_logits(trained_teacher, (x[:40], y[:39]))
-    with pytest.raises(FileNotFoundError, match="No teacher-logit cache"):
-        kd.load_teacher_logits(tmp_path / "none.npy")
-    with pytest.raises(ValueError, match="needs a teacher"):
-        kd.cache_teacher_logits(None, (x[:4], y[:4]))
 
 
 def _tiny_bert_classifier(num_classes=3):
@@ -101,13 +88,13 @@ def test_keras_hub_task_preset_is_a_teacher_of_raw_strings(tmp_path):
     expected = task.predict(texts, batch_size=2, verbose=0)
     assert np.ptp(expected[:, 0]) > 1e-3  # the inputs give different logits
 
-    t = kd.teachers.load_teacher(tmp_path / "preset")
+    t = teachers.load_teacher(tmp_path / "preset")
     assert type(t.model).__name__ == "BertTextClassifier" and t.name == "preset"
-    logits = teachers.teacher_logits_for(t, texts[:2], 2)
+    logits = logit_cache.teacher_logits_for(t, texts[:2], 2)
     assert logits.dtype == np.float32 and logits.shape == (2, 3)
     np.testing.assert_allclose(logits, expected[:2], atol=1e-5)
     # Five inputs in batches of 2, through as_teacher, in order.
-    np.testing.assert_allclose(teachers.teacher_logits_for(str(tmp_path / "preset"), texts, 2),
+    np.testing.assert_allclose(logit_cache.teacher_logits_for(str(tmp_path / "preset"), texts, 2),
                                expected, atol=1e-5)
     ds = kd.cache_teacher_logits(t, (texts, np.arange(5)), batch_size=2, shuffle=False)
     x_c, y_c, l_c = (np.concatenate(part) for part in zip(*ds.as_numpy_iterator()))
@@ -122,20 +109,3 @@ def test_keras_hub_backbone_preset_is_refused_with_the_fix(tmp_path):
     with pytest.raises(ValueError, match=r"only a backbone \(keras_hub>BertBackbone\).*"
                                          r"XClassifier\(backbone=backbone, num_classes=.*save_to_preset"):
         teachers.load_teacher(tmp_path / "bb")
-
-
-def test_teacher_logits_for_plain_teachers(trained_teacher, digits_data):
-    (x, _), _ = digits_data
-    logits = teachers.teacher_logits_for(trained_teacher, x[:37], batch_size=16)
-    assert logits.dtype == np.float32 and logits.shape == (37, 10)
-    np.testing.assert_allclose(logits, trained_teacher.predict(x[:37], verbose=0), rtol=1e-5, atol=1e-5)
-    ens = [trained_teacher, trained_teacher]
-    ens_logits = teachers.teacher_logits_for(ens, x[:8], 4, temperature=2.0)
-    # Equal members: the ensemble's soft targets are the member's (logits up to a row shift).
-    np.testing.assert_allclose(tf.nn.softmax(ens_logits / 2.0), tf.nn.softmax(logits[:8] / 2.0), atol=1e-5)
-    with pytest.raises(ValueError, match=r"teacher_logits_for\(teachers, data, temperature=4.0\)"):
-        teachers.teacher_logits_for(ens, x[:8], 4)
-    with pytest.raises(ValueError, match="Received: batch_size=0"):
-        teachers.teacher_logits_for(trained_teacher, x[:8], 0)
-    with pytest.raises(ValueError, match="teacher_logits_for received no data"):
-        teachers.teacher_logits_for(trained_teacher, x[:0], 4)

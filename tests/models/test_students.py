@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 import kdkeras as kd
-from kdkeras.students import BUILDERS
+from kdkeras.models import BUILDERS
 
 
 @pytest.mark.parametrize("name", ["cnn_teacher", "cnn", "mlp"])

@@ -1,4 +1,4 @@
-"""Offline-first data set loaders returning numpy arrays, plus ``tf.data`` helpers.
+"""The built-in data sets, offline first: Fashion-MNIST (the default job) and scikit-learn digits.
 
 Each loader looks for a local copy first, falls back to the download where there is a network
 (Colab), and otherwise fails with a message that says how to install the data.
@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple
 
 import numpy as np
-import tensorflow as tf
 
+from kdkeras.data.dataset import SplitData, subset_indices
 from kdkeras.registry import Registry
 
 Split = Tuple[np.ndarray, np.ndarray]
@@ -54,15 +54,6 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     if arr.size != int(np.prod(dims)):
         raise ValueError(f"{path} is truncated: expected {dims}, found {arr.size} values.")
     return arr.reshape(dims)
-
-
-def subset_indices(size: int, n: Optional[int], seed: int) -> Optional[np.ndarray]:
-    """Sorted indices of a random subset of ``n`` out of ``size`` (None: keep all)."""
-    if n is None or n >= size:
-        return None
-    if n <= 0:
-        raise ValueError(f"subset sizes must be > 0. Received: {n}")
-    return np.sort(np.random.default_rng(seed).permutation(size)[:n])
 
 
 def _subset(x: np.ndarray, y: np.ndarray, n: Optional[int], seed: int) -> Split:
@@ -167,29 +158,11 @@ def class_names(name: str) -> Sequence[str]:
     return CLASS_NAMES[name]
 
 
-def to_dataset(
-    x,
-    y=None,
-    batch_size: int = 128,
-    shuffle: bool = False,
-    seed: Optional[int] = None,
-    teacher_logits=None,
-) -> tf.data.Dataset:
-    """Wraps numpy arrays into a batched, prefetched ``tf.data.Dataset``.
+def load_builtin(name: str, seed: int = 0) -> SplitData:
+    """The built-in data set ``name`` as a :class:`~kdkeras.data.dataset.SplitData`.
 
-    Yields ``x``, ``(x, y)`` or ``(x, y, teacher_logits)``; the latter is what
-    :class:`kdkeras.Distiller` reads for offline distillation.
+    Raises:
+        ValueError: an unknown name, with the known ones.
     """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be > 0. Received: batch_size={batch_size}")
-    parts = tuple(p for p in (x, y, teacher_logits) if p is not None)
-    lengths = {len(next(iter(p.values())) if isinstance(p, dict) else p) for p in parts}
-    if len(lengths) > 1:
-        raise ValueError(
-            "x, y and teacher_logits must have the same length. Received lengths: "
-            + ", ".join(str(len(p)) for p in parts)
-        )
-    ds = tf.data.Dataset.from_tensor_slices(parts[0] if len(parts) == 1 else parts)
-    if shuffle:
-        ds = ds.shuffle(min(lengths.pop(), 10_000), seed=seed, reshuffle_each_iteration=True)
-    return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+    (x, y), (xt, yt) = DATASETS.get(name)(seed=seed)
+    return SplitData(x, y, xt, yt, list(class_names(name)), "images", name=name)

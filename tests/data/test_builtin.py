@@ -6,6 +6,7 @@ import pytest
 
 import kdkeras as kd
 from kdkeras import data
+from kdkeras.data import builtin
 
 
 def write_idx(path, array):
@@ -54,7 +55,7 @@ def test_fashion_mnist_from_local_folder(fake_fashion):
 
 
 def test_fashion_mnist_missing_says_how_to_install(monkeypatch, tmp_path):
-    monkeypatch.setattr(data, "FASHION_MNIST_DIRS", (str(tmp_path / "nowhere"),))
+    monkeypatch.setattr(builtin, "FASHION_MNIST_DIRS", (str(tmp_path / "nowhere"),))
     monkeypatch.delenv("KDKERAS_FASHION_MNIST_DIR", raising=False)
     import tf_keras
 
@@ -81,17 +82,6 @@ def test_digits_split_is_stratified_and_deterministic():
     assert np.bincount(yt).min() >= 40
     with pytest.raises(ValueError, match="test_size=1.5"):
         kd.digits(test_size=1.5)
-
-
-def test_to_dataset_batches_and_checks_lengths():
-    x = np.zeros((10, 3), "float32")
-    y = np.arange(10)
-    batches = list(data.to_dataset(x, y, batch_size=4))
-    assert [len(b[0]) for b in batches] == [4, 4, 2]
-    with pytest.raises(ValueError, match="same length. Received lengths: 10, 9"):
-        data.to_dataset(x, y[:9])
-    with pytest.raises(ValueError, match="batch_size=0"):
-        data.to_dataset(x, y, batch_size=0)
 
 
 def test_dataset_registry():

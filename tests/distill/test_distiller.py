@@ -313,7 +313,7 @@ def test_ensemble_soft_targets_are_weighted_average(digits_data, trained_teacher
     (x, _), _ = digits_data
     other = small_student(seed=5, hidden=(32,), name="other")
     T = 2.0
-    ens = kd.teachers.EnsembleTeacher([trained_teacher, other], weights=[3, 1])
+    ens = kd.distill.EnsembleTeacher([trained_teacher, other], weights=[3, 1])
     z = ens(x[:16], temperature=T).numpy()
 
     def softmax(v):
@@ -323,7 +323,7 @@ def test_ensemble_soft_targets_are_weighted_average(digits_data, trained_teacher
     want = 0.75 * softmax(trained_teacher.predict(x[:16], verbose=0) / T) + 0.25 * softmax(other.predict(x[:16], verbose=0) / T)
     np.testing.assert_allclose(softmax(z / T), want, rtol=1e-5, atol=1e-6)
     d = kd.Distiller(student=small_student(), teacher=[trained_teacher, other], teacher_weights=[3, 1])
-    assert isinstance(d.teacher, kd.teachers.EnsembleTeacher) and d.teacher.weights == [0.75, 0.25]
+    assert isinstance(d.teacher, kd.distill.EnsembleTeacher) and d.teacher.weights == [0.75, 0.25]
     with pytest.raises(ValueError, match="one weight per teacher: 2 teachers, received 3 weights"):
         kd.Distiller(student=small_student(), teacher=[trained_teacher, other], teacher_weights=[1, 1, 1])
 

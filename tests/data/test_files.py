@@ -5,9 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import kdkeras as kd
-from kdkeras.data_files import FileData, build_vocabulary, load_files, tokenize
-from kdkeras.students import BUILDERS, build_text_student, build_text_teacher
+from kdkeras.data import SplitData, load_files, tokenize
 
 
 def write_csv(path, header, rows):
@@ -39,7 +37,7 @@ def xy_npz(tmp_path):
 
 def test_npz_x_y_is_split_stratified_and_reproducibly(xy_npz):
     d = load_files(xy_npz, test_fraction=0.2, seed=3)
-    assert isinstance(d, FileData)
+    assert isinstance(d, SplitData)
     assert d.kind == "features" and d.class_names == ["0", "1", "2"]
     assert d.x_train.shape == (24, 2) and d.x_test.shape == (6, 2)
     assert d.x_train.dtype == np.float32 and d.y_train.dtype == np.int64
@@ -210,7 +208,7 @@ def test_text_folders(tmp_path):
 
 def test_unsupported_files_are_ignored_with_a_warning(image_dir, caplog):
     (image_dir / "light" / "notes.md").write_text("hi")
-    with caplog.at_level(logging.WARNING, logger="kdkeras.data_files"):
+    with caplog.at_level(logging.WARNING, logger="kdkeras.data"):
         d = load_files(image_dir)
     assert len(d.x_train) + len(d.x_test) == 11
     assert "notes.md" in caplog.text
@@ -284,78 +282,3 @@ def test_too_few_examples_to_split(tmp_path):
     assert sorted(d.y_train.tolist() + d.y_test.tolist()) == [0, 1]
     with pytest.raises(ValueError, match="too few to split"):
         load_files(path, test_fraction=0.9)
-
-
-# --------------------------------------------------------------------------- tokenization
-
-
-def test_vocabulary_orders_by_count_then_alphabetically_and_is_capped():
-    texts = ["b a c", "a B d", "c don't", "e"]
-    assert build_vocabulary(texts, max_tokens=100) == [
-        "", "[UNK]", "a", "b", "c", "d", "don't", "e"]
-    assert build_vocabulary(texts, max_tokens=4) == ["", "[UNK]", "a", "b"]
-
-
-def test_tokenize_pads_truncates_and_maps_unknown_words():
-    vocab = ["", "[UNK]", "the", "cat"]
-    ids = tokenize(["The CAT, the cat!", "dog", ""], vocab, 3)
-    assert ids.dtype == np.int32
-    assert ids.tolist() == [[2, 3, 2], [1, 0, 0], [0, 0, 0]]
-
-
-@pytest.mark.parametrize("texts,vocab,exc,match", [
-    ("one text", ["", "[UNK]"], TypeError, "single string"),
-    (["ok", 3], ["", "[UNK]"], TypeError, r"texts\[1\]"),
-    (["ok"], ["[UNK]", ""], ValueError, "must start with"),
-])
-def test_tokenize_errors(texts, vocab, exc, match):
-    with pytest.raises(exc, match=match):
-        tokenize(texts, vocab, 4)
-
-
-# --------------------------------------------------------------------------- text builders
-
-
-def toy_text(n_per_class=40, seq=12, seed=0):
-    """Two classes of disjoint words: ids 2-9 for class 0, 10-17 for class 1, 0-padded."""
-    rng = np.random.default_rng(seed)
-    x = np.zeros((2 * n_per_class, seq), np.int32)
-    y = np.repeat([0, 1], n_per_class)
-    for i, label in enumerate(y):
-        n = rng.integers(3, seq + 1)
-        x[i, :n] = rng.integers(2, 10, n) + 8 * label
-    return x, y.astype("int64")
-
-
-@pytest.mark.parametrize("name", ["text", "text_teacher"])
-def test_text_builders_are_registered_and_output_logits(name):
-    model = BUILDERS.get(name)((12,), 3, vocab_size=30)
-    assert model.input.dtype.name == "int32"
-    assert model.output_shape == (None, 3)
-    assert model.layers[-1].name == "output"
-    assert model.layers[-1].activation.__name__ == "linear"
-
-
-def test_text_builder_rejects_image_shapes_and_tiny_vocabularies():
-    with pytest.raises(ValueError, match=r"input_shape=\(28, 28\)"):
-        build_text_student((28, 28))
-    with pytest.raises(ValueError, match="vocab_size=2"):
-        build_text_teacher((12,), 2, vocab_size=2)
-
-
-@pytest.mark.parametrize("builder,kwargs", [
-    (build_text_student, dict(embed_dim=8)),
-    (build_text_teacher, dict(embed_dim=8, hidden=16)),
-])
-def test_text_builders_learn_toy_text_and_export_int8(builder, kwargs, tmp_path, seed):
-    x, y = toy_text()
-    model = builder((12,), 2, vocab_size=20, **kwargs)
-    model.compile(kd.keras.optimizers.Adam(3e-2),
-                  kd.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"])
-    model.fit(x, y, epochs=15, batch_size=16, verbose=0)
-    xt, yt = toy_text(20, seed=1)
-    assert model.evaluate(xt, yt, verbose=0)[1] > 0.9
-    path = kd.export_tflite(model, str(tmp_path / "m.tflite"), "int8", representative_data=x)
-    res = kd.evaluate_tflite(path, xt, yt, keras_model=model)
-    assert res["agreement_with_keras"] >= 0.95 and res["accuracy"] > 0.9

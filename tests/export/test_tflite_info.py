@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from kdkeras.export import format_inspection, inspect_tflite
-from kdkeras.export.inspect import op_counts
+from kdkeras.export.tflite_info import op_counts
 
 
 def test_float_model_contents(converted):

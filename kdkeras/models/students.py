@@ -150,7 +150,7 @@ def build_text_teacher(
 ) -> keras.Model:
     """A 1-D CNN text teacher: Embedding, ``Conv1D(hidden, 5)``, global max-pool, Dense.
 
-    Inputs are ``int32`` token ids ``(N, sequence_length)`` as :func:`kdkeras.data_files.tokenize`
+    Inputs are ``int32`` token ids ``(N, sequence_length)`` as :func:`kdkeras.data.tokenize`
     returns them (0 is padding, 1 is ``[UNK]``).
 
     Args:

@@ -1,0 +1,32 @@
+"""The core of kdkeras: the :class:`Distiller`, its losses, teachers and the teacher-logit cache.
+
+This package never imports the extensions (:mod:`kdkeras.compress`, :mod:`kdkeras.export`);
+they plug into ``Distiller.fit`` through :mod:`kdkeras.distill.hooks`.
+"""
+
+from kdkeras.distill import losses
+from kdkeras.distill.distiller import Distiller
+from kdkeras.distill.guard import TrainingDivergedError
+from kdkeras.distill.hooks import register_fit_callbacks
+from kdkeras.distill.logit_cache import (
+    cache_teacher_logits,
+    load_teacher_logits,
+    save_teacher_logits,
+    teacher_logits_for,
+)
+from kdkeras.distill.teachers import EnsembleTeacher, Teacher, as_teacher, load_teacher
+
+__all__ = [
+    "Distiller",
+    "TrainingDivergedError",
+    "Teacher",
+    "EnsembleTeacher",
+    "as_teacher",
+    "load_teacher",
+    "cache_teacher_logits",
+    "teacher_logits_for",
+    "save_teacher_logits",
+    "load_teacher_logits",
+    "register_fit_callbacks",
+    "losses",
+]

@@ -1,0 +1,398 @@
+"""The :class:`Distiller`: a ``keras.Model`` that trains a student against a frozen teacher.
+
+``loss = alpha · student_loss(y, s) + (1 − alpha) · distillation_loss(t, s)`` (+ hint losses),
+where ``s`` and ``t`` are the student's and teacher's logits. The teacher's forward pass runs
+outside the ``GradientTape`` with ``training=False``; gradients flow only to the student (and
+to the projections of learned hints). ``call``, ``predict`` and ``evaluate`` use the student.
+
+The pieces live beside it: batch forms in :mod:`~kdkeras.distill.batches`, the divergence
+guard in :mod:`~kdkeras.distill.guard`, the pre-training checks in
+:mod:`~kdkeras.distill.preflight`, the loss contract in :mod:`~kdkeras.distill.losses`, and
+extension callbacks (pruning) in :mod:`~kdkeras.distill.hooks`.
+
+References:
+    Hinton, Vinyals, Dean. "Distilling the Knowledge in a Neural Network", 2015.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Optional, Sequence
+
+import tensorflow as tf
+import tf_keras as keras
+
+from kdkeras._keras_kind import is_keras3_model
+from kdkeras.distill import losses as kd_losses
+from kdkeras.distill.batches import (
+    NO_TEACHER_MESSAGE,
+    TEACHER_LOGITS_KEY,
+    dict_batch_inputs,
+    is_dict_batch,
+    match_rank,
+    split_logits,
+    unpack,
+    weighted_mean,
+)
+from kdkeras.distill.guard import DivergenceGuard, TrainingDivergedError, apply_if_finite
+from kdkeras.distill.hooks import fit_callbacks
+from kdkeras.distill.preflight import preflight, shape_mismatch
+from kdkeras.distill.student_loss import default_student_loss, per_example
+from kdkeras.distill.teachers import EnsembleTeacher, Teacher, as_teacher, feature_model
+from kdkeras.validation import check_alpha, check_temperature
+
+__all__ = ["Distiller", "TrainingDivergedError"]
+
+
+@keras.utils.register_keras_serializable(package="kdkeras")
+class Distiller(keras.Model):
+    """Knowledge distillation as a ``keras.Model``: ``compile`` then ``fit``.
+
+    Args:
+        student: a tf-keras model that outputs logits (build it with ``kdkeras.keras``).
+        teacher: a tf-keras or Keras 3 model, a :class:`~kdkeras.teachers.Teacher`, a path, a
+            callable returning logits, a list of those (an ensemble), or None for offline
+            distillation from precomputed logits.
+        teacher_weights: list of floats. Ensemble weights (with a list of teachers).
+        hints: list of :class:`kdkeras.losses.HintLoss`. Intermediate-feature losses.
+
+    Data: ``(x, y)`` or ``(x, y, sample_weight)`` with a teacher. Without one, the third
+    element is the teacher's logits (not a sample weight), or ``x`` is a dict with a
+    ``"teacher_logits"`` key, or each element is a dict with keys ``x``, ``y``,
+    ``teacher_logits`` and optionally ``sample_weight`` (what :func:`cache_teacher_logits`
+    makes). ``y`` may be class indices or one-hot; sequence logits ``[batch, time, classes]``
+    are masked by the student's Keras mask or by per-step sample weights.
+
+    Example:
+
+    >>> import kdkeras as kd
+    >>> (x, y), _ = kd.digits()
+    >>> teacher = kd.build_mlp_student((8, 8, 1), 10, hidden=(64,))
+    >>> student = kd.build_mlp_student((8, 8, 1), 10, hidden=(8,))
+    >>> d = kd.Distiller(student=student, teacher=teacher)
+    >>> d.compile(optimizer=kd.keras.optimizers.Adam(1e-3), metrics=["accuracy"],
+    ...           alpha=0.1, temperature=3.0)
+    >>> h = d.fit(x[:64], y[:64], epochs=1, batch_size=32, verbose=0)
+    >>> sorted(h.history)
+    ['accuracy', 'distillation_loss', 'loss', 'student_loss']
+    """
+
+    def __init__(
+        self,
+        student: keras.Model,
+        teacher: Any = None,
+        teacher_weights: Optional[Sequence[float]] = None,
+        hints: Optional[Sequence[kd_losses.HintLoss]] = None,
+        name: str = "distiller",
+        **kwargs,
+    ):
+        super().__init__(name=name, **kwargs)
+        if is_keras3_model(student):
+            raise TypeError(
+                f"The student '{student.name}' is a Keras 3 model, but distillation with "
+                "compression needs a tf-keras student: build it with `kdkeras.keras` "
+                "(e.g. kd.keras.Sequential / kd.build_cnn_student). Keras 3 teachers are fine."
+            )
+        if not isinstance(student, keras.Model):
+            raise TypeError(
+                f"student must be a tf-keras Model (kdkeras.keras.Model). Received: {type(student).__name__}"
+            )
+        self.student = student
+        self._teacher: Optional[Teacher] = as_teacher(teacher, teacher_weights)
+        self.hints = list(hints or [])
+        for h in self.hints:
+            if not isinstance(h, kd_losses.HintLoss):
+                raise TypeError(f"hints must be kdkeras.losses.HintLoss objects. Received: {h!r}")
+        if self.hints and self._teacher is None:
+            raise ValueError("Feature hints need a teacher model (the features are not cached).")
+        self._student_features = None
+        if self.hints:
+            self._student_features = feature_model(student, [h.student_layer for h in self.hints], "student")
+            self._build_hints()
+        self.alpha = 0.1
+        self.temperature = 3.0
+        self._compiled_kd = False
+        self._restored_loss = None  # from_config: the loss compile() uses when given none
+        self.loss_tracker = keras.metrics.Mean(name="loss")
+        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
+        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
+        self.hint_loss_tracker = keras.metrics.Mean(name="hint_loss")
+        # Global step of the first non-finite loss (-1: none). Read by DivergenceGuard.
+        self._bad_step = tf.Variable(
+            -1, dtype=tf.int64, trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
+        )
+
+    def _build_hints(self) -> None:
+        """Creates the hint projections now, so the optimizer sees them from the first step."""
+        if isinstance(self._teacher, EnsembleTeacher):
+            raise ValueError("Feature hints need a single teacher, not an ensemble.")
+        teacher_model = self._teacher.model
+        if not hasattr(teacher_model, "get_layer"):
+            raise ValueError("Feature hints need a Keras teacher model with named layers.")
+        names = [layer.name for layer in teacher_model.layers]
+        for h in self.hints:
+            if h.teacher_layer not in names:
+                raise ValueError(
+                    f"The teacher has no layer named '{h.teacher_layer}'. Its layers: {', '.join(names)}"
+                )
+            t_shape = tf.TensorShape(teacher_model.get_layer(h.teacher_layer).output.shape)
+            s_shape = tf.TensorShape(self.student.get_layer(h.student_layer).output.shape)
+            if not h.built:
+                h.build((t_shape, s_shape))
+
+    @property
+    def teacher(self) -> Optional[Teacher]:
+        """The teacher adapter (None in offline distillation)."""
+        return self._teacher
+
+    def compile(
+        self,
+        optimizer="adam",
+        metrics=None,
+        student_loss_fn=None,
+        distillation_loss_fn=None,
+        alpha: float = 0.1,
+        temperature: float = 3.0,
+        **kwargs,
+    ):
+        """Configures the distillation.
+
+        Args:
+            optimizer: a Keras optimizer or its name.
+            metrics: metrics on the student's output against ``y`` (e.g. ``["accuracy"]``).
+            student_loss_fn: loss on hard labels; None uses cross-entropy from logits (sparse or
+                categorical, from the label shape). Any Keras loss or ``fn(y, logits)``.
+            distillation_loss_fn: a :class:`kdkeras.losses.DistillationLoss` (called as
+                ``call(teacher_logits, student_logits, temperature=T)``), a name from
+                ``kdkeras.losses.DISTILLATION_LOSSES``, a plain ``fn(teacher_logits,
+                student_logits) -> per-example loss``, or None for Hinton's ``KL · T²`` on
+                logits; adapted once by :func:`kdkeras.losses.as_distillation_loss`. Keras's own
+                ``KLDivergence()`` (the keras.io recipe) is computed the same way, in log space.
+            alpha: float in [0, 1]. Weight of the hard-label loss.
+            temperature: float > 0. Softening temperature ``T``.
+            **kwargs: passed to ``keras.Model.compile`` (``jit_compile``,
+                ``steps_per_execution``, ...). ``loss`` is not accepted.
+
+        Raises:
+            ValueError: for ``alpha`` outside [0, 1], ``temperature <= 0`` or a ``loss=``.
+        """
+        if "loss" in kwargs:
+            raise ValueError(
+                "Distiller.compile takes student_loss_fn= and distillation_loss_fn=, not loss=. "
+                f"Received: loss={kwargs['loss']!r}"
+            )
+        self.alpha = check_alpha(alpha)
+        self.temperature = check_temperature(temperature)
+        self.student_loss_fn = per_example(student_loss_fn) if student_loss_fn is not None else default_student_loss
+        if distillation_loss_fn is None:
+            distillation_loss_fn = self._restored_loss
+        self.distillation_loss = kd_losses.as_distillation_loss(distillation_loss_fn, self.temperature)
+        self._compiled_kd = True
+        super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
+
+    @property
+    def metrics(self):
+        trackers = [self.loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker]
+        if self.hints:
+            trackers.append(self.hint_loss_tracker)
+        return trackers + (self.compiled_metrics.metrics if getattr(self, "compiled_metrics", None) else [])
+
+    def call(self, inputs, training=None):
+        if is_dict_batch(inputs):  # a {"x", "y", "teacher_logits"} batch
+            inputs = dict_batch_inputs(inputs)
+        elif isinstance(inputs, dict) and TEACHER_LOGITS_KEY in inputs:
+            inputs, _ = split_logits(inputs, self._n_inputs)
+        return self.student(inputs, training=training)
+
+    # ----------------------------------------------------------------------------- data
+    @property
+    def _n_inputs(self) -> int:
+        return len(self.student.inputs or [None])
+
+    def _unpack(self, data):
+        """``(x, y, sample_weight, teacher_logits)`` of one batch (see kdkeras.distill.batches)."""
+        return unpack(data, self._teacher is not None, self._n_inputs)
+
+    def _teacher_outputs(self, x, logits):
+        """Teacher logits (given or computed, outside any tape) and hint features."""
+        if logits is not None:
+            return tf.stop_gradient(tf.cast(logits, tf.float32)), []
+        if self._teacher is None:
+            raise ValueError(NO_TEACHER_MESSAGE)
+        if self.hints:
+            outs = self._teacher.features(x, [h.teacher_layer for h in self.hints])
+            return outs[0], outs[1:]
+        return self._teacher(x, temperature=self.temperature), []
+
+    def _student_outputs(self, x, training):
+        if self._student_features is not None:
+            outs = self._student_features(x, training=training)
+            return outs[0], outs[1:]
+        return self.student(x, training=training), []
+
+    def _compute_losses(self, x, y, sw, t_logits, t_feats, training):
+        s_logits, s_feats = self._student_outputs(x, training)
+        if t_logits.shape.rank is not None and s_logits.shape.rank is not None:
+            if not t_logits.shape[1:].is_compatible_with(s_logits.shape[1:]):
+                raise shape_mismatch("the teacher", t_logits.shape, self.student.name, s_logits.shape)
+        mask = getattr(s_logits, "_keras_mask", None)
+        parts = {}
+        per_ex = self.distillation_loss.call(t_logits, s_logits, temperature=self.temperature)
+        distill = weighted_mean(per_ex, sw, mask)
+        parts["distillation_loss"] = distill
+        if y is not None:
+            student = weighted_mean(self.student_loss_fn(y, s_logits), sw, mask)
+            parts["student_loss"] = student
+            total = self.alpha * student + (1.0 - self.alpha) * distill
+        else:  # unlabeled transfer set: distillation only
+            total = distill
+        if self.hints:
+            hint_total = tf.add_n(
+                [h.weight * weighted_mean(h(tf_, sf_), sw, None) for h, tf_, sf_ in zip(self.hints, t_feats, s_feats)]
+            )
+            parts["hint_loss"] = hint_total
+            total = total + hint_total
+        parts["loss"] = total
+        return total, parts, s_logits, mask
+
+    def _update_metrics(self, parts, y, s_logits, sw, mask):
+        trackers = {
+            "loss": self.loss_tracker,
+            "student_loss": self.student_loss_tracker,
+            "distillation_loss": self.distillation_loss_tracker,
+            "hint_loss": self.hint_loss_tracker,
+        }
+        for key, value in parts.items():
+            trackers[key].update_state(value)
+        if y is not None:
+            w = sw
+            if mask is not None:
+                m = tf.cast(mask, s_logits.dtype)
+                w = m if w is None else match_rank(tf.cast(w, m.dtype), m) * m
+            self.compiled_metrics.update_state(y, s_logits, w)
+        logs = {key: trackers[key].result() for key in parts}
+        for m in self.compiled_metrics.metrics:
+            logs[m.name] = m.result()
+        return logs
+
+    # ----------------------------------------------------------------------------- steps
+    def train_step(self, data):
+        if not self._compiled_kd:
+            raise RuntimeError("Call Distiller.compile(...) before fit().")
+        x, y, sw, logits = self._unpack(data)
+        t_logits, t_feats = self._teacher_outputs(x, logits)
+        variables = self.student.trainable_variables + [v for h in self.hints for v in h.trainable_variables]
+        with tf.GradientTape() as tape:
+            total, parts, s_logits, mask = self._compute_losses(x, y, sw, t_logits, t_feats, True)
+            # Gradients are summed across replicas: scale so the update is that of the global mean.
+            scaled = total / tf.distribute.get_strategy().num_replicas_in_sync
+        grads = tape.gradient(scaled, variables)
+        pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
+        finite = tf.reduce_all(tf.math.is_finite(total))
+        ctx = tf.distribute.get_replica_context()
+        if ctx is not None and ctx.num_replicas_in_sync > 1:  # one verdict for all replicas
+            bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
+            finite = tf.equal(bad, 0.0)
+        clean = tf.less(self._bad_step, 0)
+        self._bad_step.assign(
+            tf.where(tf.logical_and(clean, tf.logical_not(finite)), self._train_counter, self._bad_step)
+        )
+        apply_if_finite(self.optimizer, pairs, tf.logical_and(finite, clean))
+        return self._update_metrics(parts, y, s_logits, sw, mask)
+
+    def test_step(self, data):
+        x, y, sw, logits = self._unpack(data)
+        if logits is None and self._teacher is None:
+            # Plain evaluation of the student (held-out data rarely has cached logits).
+            s_logits = self.student(x, training=False)
+            mask = getattr(s_logits, "_keras_mask", None)
+            student = weighted_mean(self.student_loss_fn(y, s_logits), sw, mask)
+            # Not logged as "loss": that name is the distillation objective, which needs logits.
+            return self._update_metrics({"student_loss": student}, y, s_logits, sw, mask)
+        t_logits, t_feats = self._teacher_outputs(x, logits)
+        _, parts, s_logits, mask = self._compute_losses(x, y, sw, t_logits, t_feats, False)
+        return self._update_metrics(parts, y, s_logits, sw, mask)
+
+    # ----------------------------------------------------------------------------- fit
+    def fit(self, x=None, y=None, *args, **kwargs):
+        """``keras.Model.fit`` plus a preflight check and the callbacks distillation needs.
+
+        Before training, one small batch is run through teacher and student to fail early
+        with a clear message (shape mismatch, probabilities instead of logits, labels out of
+        range). A :class:`TrainingDivergedError` stops training at the first non-finite loss.
+        When the student holds TF-MOT pruning wrappers, TF-MOT's ``UpdatePruningStep`` is added
+        (and ``PruningSummaries`` when a TensorBoard callback gives a log dir) unless present.
+        """
+        bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)
+        bound.apply_defaults()
+        params = bound.arguments
+        if not self._compiled_kd:
+            raise RuntimeError("Call Distiller.compile(...) before fit().")
+        if self._teacher is None and (params.get("class_weight") or params.get("sample_weight") is not None):
+            raise ValueError(
+                "With teacher=None the third element of a batch is the teacher's logits, so "
+                "sample_weight= and class_weight= cannot be used. Feed dict batches "
+                "{'x', 'y', 'teacher_logits', 'sample_weight'} with per-example weights instead."
+            )
+        self.preflight(params["x"], params["y"], params.get("sample_weight"))
+        callbacks = fit_callbacks(self.student, params.get("callbacks"))
+        guard = DivergenceGuard(self._bad_step)
+        callbacks.append(guard)
+        params["callbacks"] = callbacks
+        params.pop("self")
+        self._bad_step.assign(-1)
+        history = super().fit(**params)
+        if guard.error is not None:
+            raise guard.error
+        return history
+
+    def preflight(self, x, y=None, sample_weight=None) -> None:
+        """Checks one small batch: output shapes, logits vs probabilities, label range.
+
+        Called by :meth:`fit`; data it cannot peek at (generators) is checked at trace time.
+        See :mod:`kdkeras.distill.preflight`.
+
+        Raises:
+            ValueError: naming the bad shapes or values and how to fix them.
+        """
+        preflight(self, x, y, sample_weight)
+
+    # ----------------------------------------------------------------------------- config
+    def get_config(self):
+        """The student (and a tf-keras teacher), hints, and compile()'s distillation settings.
+
+        A teacher that is not a tf-keras model (Keras 3, SavedModel, callable, ensemble) is not
+        serialized: give it again to ``from_config(config, teacher=...)`` or the constructor.
+        """
+        teacher = getattr(self._teacher, "model", None)
+        config = {
+            "name": self.name,
+            "student": keras.utils.serialize_keras_object(self.student),
+            "teacher": (keras.utils.serialize_keras_object(teacher)
+                        if isinstance(teacher, keras.Model) and self._teacher.output is None else None),
+            "hints": [keras.utils.serialize_keras_object(h) for h in self.hints],
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+            "distillation_loss": (keras.utils.serialize_keras_object(self.distillation_loss)
+                                  if self._compiled_kd else None),
+        }
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None, teacher=None):
+        """Rebuilds a Distiller (weights of a serialized student/teacher are not in the config;
+        restore them with ``save_weights``/``load_weights``). Compile it again to train."""
+        config = dict(config)
+        with keras.utils.custom_object_scope(custom_objects or {}):
+            student = keras.utils.deserialize_keras_object(config.pop("student"))
+            t_conf = config.pop("teacher", None)
+            if teacher is None and t_conf is not None:
+                teacher = keras.utils.deserialize_keras_object(t_conf)
+            hints = [keras.utils.deserialize_keras_object(h) for h in config.pop("hints", [])]
+            loss_conf = config.pop("distillation_loss", None)
+            loss = None if loss_conf is None else keras.utils.deserialize_keras_object(loss_conf)
+        alpha, temperature = config.pop("alpha", 0.1), config.pop("temperature", 3.0)
+        d = cls(student=student, teacher=teacher, hints=hints or None, name=config.get("name", "distiller"))
+        d.alpha, d.temperature = alpha, temperature
+        d._restored_loss = loss
+        return d

@@ -1,0 +1,98 @@
+"""The divergence guard: a non-finite loss stops training and its update is never applied.
+
+``train_step`` records the global step of the first non-finite loss in a variable and applies no
+update from then on (:func:`apply_if_finite`, also within one ``steps_per_execution`` block and
+under a multi-replica strategy); :class:`DivergenceGuard` stops ``fit``, and
+:meth:`Distiller.fit` raises :class:`TrainingDivergedError` after every callback has ended."""
+
+from __future__ import annotations
+
+from typing import List, Optional, Tuple
+
+import tensorflow as tf
+import tf_keras as keras
+
+class TrainingDivergedError(RuntimeError):
+    """Raised by :meth:`Distiller.fit` when the loss becomes NaN or infinite.
+
+    The offending update is never applied, so the student keeps the weights of the last good
+    step. ``epoch`` and ``step`` (1-based, within the epoch) say where it happened.
+    """
+
+    def __init__(self, message: str, epoch: int, step: int, loss: float):
+        super().__init__(message)
+        self.epoch = epoch
+        self.step = step
+        self.loss = loss
+
+
+class DivergenceGuard(keras.callbacks.Callback):
+    """Stops ``fit`` at the first non-finite loss; :meth:`Distiller.fit` then raises.
+
+    ``train_step`` records the global step of the first non-finite loss in a variable and
+    applies no update from then on (also within one ``steps_per_execution`` block), so the
+    student keeps the weights of the last good step. Raising after ``fit`` returns (not inside
+    the callback) lets every other callback's ``on_train_end`` run.
+    """
+
+    def __init__(self, bad_step: tf.Variable):
+        super().__init__()
+        self.bad_step = bad_step
+        self.error: Optional[TrainingDivergedError] = None
+        self._epoch = 0
+        self._epoch_start = 0
+        self._seen = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._epoch_start = self._seen
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._seen = self._epoch_start + batch + 1
+        bad = int(self.bad_step.numpy())
+        if bad < 0 or self.error is not None:
+            return
+        step = bad - self._epoch_start + 1
+        self.model.stop_training = True
+        self.error = TrainingDivergedError(
+            f"The distillation loss became non-finite (NaN or inf) at epoch {self._epoch + 1}, "
+            f"step {step}. Training stopped; no update was applied from that step on, so the "
+            "student keeps the weights of the last good step. Check the inputs and teacher "
+            "logits for NaN/inf, lower the learning rate, or lower the temperature.",
+            epoch=self._epoch + 1,
+            step=step,
+            loss=float("nan"),
+        )
+
+
+def apply_if_finite(optimizer, pairs: List[Tuple], finite) -> None:
+    """Applies the update only when the loss is finite: the student keeps its last good state.
+
+    Under a multi-replica strategy the condition must be taken in cross-replica context
+    (a ``merge_call`` inside ``tf.cond`` is not allowed), as Keras's LossScaleOptimizer does.
+    """
+    strategy = tf.distribute.get_strategy()
+    if strategy.num_replicas_in_sync == 1:
+        tf.cond(finite, lambda: _apply(optimizer, pairs, False), lambda: tf.constant(False))
+        return
+    grads = optimizer.aggregate_gradients(pairs)  # all-reduce, in replica context
+    variables = [v for _, v in pairs]
+    grads = [g for g, _ in grads]
+
+    def cross_replica(distribution, grads, finite):
+        all_finite = distribution.experimental_local_results(finite)[0]  # same on every replica
+
+        def apply():
+            distribution.extended.call_for_each_replica(
+                lambda g: _apply(optimizer, list(zip(g, variables)), True), args=(grads,)
+            )
+            return tf.constant(True)
+
+        tf.cond(all_finite, apply, lambda: tf.constant(False))
+
+    tf.distribute.get_replica_context().merge_call(cross_replica, args=(grads, finite))
+
+
+def _apply(optimizer, pairs, aggregated: bool):
+    optimizer.apply_gradients(pairs, skip_gradients_aggregation=aggregated)
+    return tf.constant(True)

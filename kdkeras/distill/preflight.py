@@ -1,0 +1,88 @@
+"""The checks :meth:`Distiller.fit` runs on one small batch before training: teacher and
+student output shapes, logits rather than probabilities, labels in range. They cost one forward
+pass of at most 16 examples."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+
+from kdkeras.distill.batches import NO_TEACHER_MESSAGE, peek, unpack
+
+def shape_mismatch(source: str, t_shape, student_name: str, s_shape) -> ValueError:
+    fmt = lambda shape: str(("batch",) + tuple(shape)[1:])
+    return ValueError(
+        f"Teacher and student outputs differ: {source} gives shape {fmt(t_shape)} but student "
+        f"'{student_name}' gives {fmt(s_shape)}. Both must produce logits over the same classes."
+    )
+
+
+def preflight(distiller: Any, x, y=None, sample_weight=None) -> None:
+    """Checks one small batch: output shapes, logits vs probabilities, label range.
+
+    Called by :meth:`fit`; data it cannot peek at (generators) is checked at trace time.
+
+    Raises:
+        ValueError: naming the bad shapes or values and how to fix them.
+    """
+    sample = peek(x, y, sample_weight)
+    if sample is None:
+        return
+    xs, ys, sws, logits = unpack(sample, distiller.teacher is not None, len(distiller.student.inputs or [None]))
+    if logits is None and distiller.teacher is None:
+        raise ValueError(NO_TEACHER_MESSAGE)
+    s = np.asarray(distiller.student(xs, training=False), dtype=np.float32)
+    if logits is not None:
+        raw = logits
+    else:
+        raw = distiller.teacher(xs, temperature=distiller.temperature)
+    t = np.asarray(tf.cast(raw, tf.float32))
+    atol = 2e-2  # loose enough for bfloat16 softmax rows; logits essentially never pass
+    source = "teacher logits" if logits is not None else f"teacher '{distiller.teacher.name}'"
+    if t.ndim < s.ndim:
+        raise ValueError(
+            f"The {source} have shape {t.shape}, not one row of logits per example "
+            f"(student: {s.shape}). Without a teacher the third element of a batch is the "
+            "teacher's logits, not a sample weight."
+        )
+    if t.shape[1:] != s.shape[1:]:
+        raise shape_mismatch(source, t.shape, distiller.student.name, s.shape)
+    if t.size and np.all(t >= 0) and np.all(t <= 1) and np.allclose(t.sum(-1), 1.0, atol=atol):
+        raise ValueError(
+            f"The {source} outputs look like probabilities (every row is in [0, 1] and sums "
+            "to 1), but distillation needs logits. Remove the final softmax (build the last "
+            "layer with activation=None) or select the pre-softmax output with "
+            "kd.Teacher(model, output=...)."
+        )
+    if np.all((s >= 0) & (s <= 1)) and np.allclose(s.sum(-1), 1.0, atol=1e-3) and s.shape[-1] > 1:
+        raise ValueError(
+            f"The student '{distiller.student.name}' outputs look like probabilities; the losses "
+            "take logits. Give its last layer activation=None."
+        )
+    check_labels(y if y is not None and not isinstance(x, tf.data.Dataset) else ys, s.shape[-1])
+
+
+
+
+def check_labels(y, num_classes: int) -> None:
+    if y is None or isinstance(y, (tf.data.Dataset, dict)):
+        return
+    y = np.asarray(y)
+    if y.size == 0:
+        return
+    if y.ndim >= 1 and y.shape[-1] == num_classes and y.ndim > 1 and not np.issubdtype(y.dtype, np.integer):
+        return  # one-hot / soft labels
+    if np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y, 1) == 0):
+        raise ValueError(
+            f"Labels must be class indices or one-hot rows of width {num_classes}. Received "
+            f"labels of shape {y.shape} with non-integer values (e.g. {y.ravel()[0]})."
+        )
+    lo, hi = int(np.min(y)), int(np.max(y))
+    if lo < 0 or hi >= num_classes:
+        bad = lo if lo < 0 else hi
+        raise ValueError(
+            f"Label {bad} is out of range for {num_classes} classes (labels must be in "
+            f"[0, {num_classes - 1}]). Check the labels or the student's number of outputs."
+        )

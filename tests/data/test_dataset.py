@@ -1,0 +1,43 @@
+import numpy as np
+import pytest
+
+from kdkeras import data
+from kdkeras.data import SplitData
+
+
+def test_to_dataset_batches_and_checks_lengths():
+    x = np.zeros((10, 3), "float32")
+    y = np.arange(10)
+    batches = list(data.to_dataset(x, y, batch_size=4))
+    assert [len(b[0]) for b in batches] == [4, 4, 2]
+    with pytest.raises(ValueError, match="same length. Received lengths: 10, 9"):
+        data.to_dataset(x, y[:9])
+    with pytest.raises(ValueError, match="batch_size=0"):
+        data.to_dataset(x, y, batch_size=0)
+
+
+def _split(n_train=10, n_test=6, text=False):
+    x = np.arange(n_train * 2, dtype=np.float32).reshape(n_train, 2)
+    xt = -np.arange(n_test * 2, dtype=np.float32).reshape(n_test, 2)
+    d = SplitData(x, np.arange(n_train) % 2, xt, np.arange(n_test) % 2, ["a", "b"], "features",
+                  name="toy")
+    if text:
+        d.texts_train = [f"t{i}" for i in range(n_train)]
+        d.texts_test = [f"u{i}" for i in range(n_test)]
+    return d
+
+
+def test_split_data_summary_is_json_ready():
+    assert _split().summary() == {"name": "toy", "kind": "features", "n_train": 10, "n_test": 6,
+                                  "num_classes": 2, "input_shape": [2]}
+
+
+def test_subset_keeps_rows_labels_and_texts_aligned_and_leaves_the_original():
+    d = _split(text=True)
+    s = d.subset(n_train=4, n_test=3, seed=5)
+    assert len(s.x_train) == 4 and len(s.x_test) == 3 and len(d.x_train) == 10
+    rows = (s.x_train[:, 0] / 2).astype(int)          # row i of x_train is [2i, 2i+1]
+    np.testing.assert_array_equal(s.y_train, rows % 2)
+    assert s.texts_train == [f"t{i}" for i in rows]
+    np.testing.assert_array_equal(s.x_train, d.subset(n_train=4, n_test=3, seed=5).x_train)
+    assert d.subset(n_train=0).x_train is d.x_train    # 0: all
