@@ -1,21 +1,20 @@
 """``kdkeras.losses``: the public names of the distillation losses (defined in
-:mod:`kdkeras.distill.losses`), for ``import kdkeras.losses`` and configs.
+:mod:`kdkeras.distill.losses` and :mod:`kdkeras.distill.hints`), for ``import kdkeras.losses`` and configs.
 
 >>> import kdkeras.losses as L
 >>> L.DISTILLATION_LOSSES.names()
 ['kl', 'logits_mse', 'soft_target_mse']
 """
 
+from kdkeras.distill.hints import HintLoss, feature_distance  # noqa: F401
 from kdkeras.distill.losses import (  # noqa: F401
     DISTILLATION_LOSSES,
     CallableLoss,
     DistillationLoss,
-    HintLoss,
     KLDivergence,
     LogitsMSE,
     SoftTargetMSE,
     as_distillation_loss,
-    feature_distance,
     get,
     kl_divergence,
     logits_mse,

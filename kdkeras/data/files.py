@@ -127,7 +127,7 @@ def _load_npz(source: str, test_fraction: float, seed: int) -> SplitData:
         names = [str(c) for c in np.asarray(names).reshape(-1)]
     if all(k in arrays for k in ("x_train", "y_train", "x_test", "y_test")):
         x_train, kind = _npz_x(arrays["x_train"], "x_train", source)
-        x_test, kind_test = _npz_x(arrays["x_test"], "x_test", source)
+        x_test, _ = _npz_x(arrays["x_test"], "x_test", source)  # kinds follow from the shape check
         if x_train.shape[1:] != x_test.shape[1:]:
             raise ValueError(
                 f"x_train and x_test per-example shapes differ: {x_train.shape[1:]} vs "

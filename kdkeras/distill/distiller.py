@@ -35,6 +35,7 @@ from kdkeras.distill.batches import (
     weighted_mean,
 )
 from kdkeras.distill.guard import DivergenceGuard, TrainingDivergedError, apply_if_finite
+from kdkeras.distill.hints import HintLoss
 from kdkeras.distill.hooks import fit_callbacks
 from kdkeras.distill.preflight import preflight, shape_mismatch
 from kdkeras.distill.student_loss import default_student_loss, per_example
@@ -82,7 +83,7 @@ class Distiller(keras.Model):
         student: keras.Model,
         teacher: Any = None,
         teacher_weights: Optional[Sequence[float]] = None,
-        hints: Optional[Sequence[kd_losses.HintLoss]] = None,
+        hints: Optional[Sequence[HintLoss]] = None,
         name: str = "distiller",
         **kwargs,
     ):
@@ -101,7 +102,7 @@ class Distiller(keras.Model):
         self._teacher: Optional[Teacher] = as_teacher(teacher, teacher_weights)
         self.hints = list(hints or [])
         for h in self.hints:
-            if not isinstance(h, kd_losses.HintLoss):
+            if not isinstance(h, HintLoss):
                 raise TypeError(f"hints must be kdkeras.losses.HintLoss objects. Received: {h!r}")
         if self.hints and self._teacher is None:
             raise ValueError("Feature hints need a teacher model (the features are not cached).")
@@ -112,7 +113,6 @@ class Distiller(keras.Model):
         self.alpha = 0.1
         self.temperature = 3.0
         self._compiled_kd = False
-        self._restored_loss = None  # from_config: the loss compile() uses when given none
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
@@ -184,8 +184,6 @@ class Distiller(keras.Model):
         self.alpha = check_alpha(alpha)
         self.temperature = check_temperature(temperature)
         self.student_loss_fn = per_example(student_loss_fn) if student_loss_fn is not None else default_student_loss
-        if distillation_loss_fn is None:
-            distillation_loss_fn = self._restored_loss
         self.distillation_loss = kd_losses.as_distillation_loss(distillation_loss_fn, self.temperature)
         self._compiled_kd = True
         super().compile(optimizer=optimizer, metrics=metrics, **kwargs)
@@ -359,40 +357,60 @@ class Distiller(keras.Model):
 
     # ----------------------------------------------------------------------------- config
     def get_config(self):
-        """The student (and a tf-keras teacher), hints, and compile()'s distillation settings.
+        """The student's (and a tf-keras teacher's) architecture and the hints.
 
-        A teacher that is not a tf-keras model (Keras 3, SavedModel, callable, ensemble) is not
-        serialized: give it again to ``from_config(config, teacher=...)`` or the constructor.
+        A teacher that is not a plain tf-keras model (Keras 3, SavedModel, callable, ensemble,
+        a selected output) is not serialized: give it to ``from_config(config, teacher=...)``.
+        Weights are not part of a config; the distillation settings are the compile config.
         """
         teacher = getattr(self._teacher, "model", None)
-        config = {
+        plain_teacher = isinstance(teacher, keras.Model) and self._teacher.output is None
+        return {
             "name": self.name,
-            "student": keras.utils.serialize_keras_object(self.student),
-            "teacher": (keras.utils.serialize_keras_object(teacher)
-                        if isinstance(teacher, keras.Model) and self._teacher.output is None else None),
+            "student": _architecture(self.student),
+            "teacher": _architecture(teacher) if plain_teacher else None,
             "hints": [keras.utils.serialize_keras_object(h) for h in self.hints],
-            "alpha": self.alpha,
-            "temperature": self.temperature,
-            "distillation_loss": (keras.utils.serialize_keras_object(self.distillation_loss)
-                                  if self._compiled_kd else None),
         }
-        return config
 
     @classmethod
     def from_config(cls, config, custom_objects=None, teacher=None):
-        """Rebuilds a Distiller (weights of a serialized student/teacher are not in the config;
-        restore them with ``save_weights``/``load_weights``). Compile it again to train."""
+        """Rebuilds a Distiller from :meth:`get_config` (new, untrained weights)."""
         config = dict(config)
         with keras.utils.custom_object_scope(custom_objects or {}):
-            student = keras.utils.deserialize_keras_object(config.pop("student"))
-            t_conf = config.pop("teacher", None)
-            if teacher is None and t_conf is not None:
-                teacher = keras.utils.deserialize_keras_object(t_conf)
-            hints = [keras.utils.deserialize_keras_object(h) for h in config.pop("hints", [])]
-            loss_conf = config.pop("distillation_loss", None)
-            loss = None if loss_conf is None else keras.utils.deserialize_keras_object(loss_conf)
-        alpha, temperature = config.pop("alpha", 0.1), config.pop("temperature", 3.0)
-        d = cls(student=student, teacher=teacher, hints=hints or None, name=config.get("name", "distiller"))
-        d.alpha, d.temperature = alpha, temperature
-        d._restored_loss = loss
-        return d
+            student = keras.utils.deserialize_keras_object(config["student"])
+            if teacher is None and config.get("teacher") is not None:
+                teacher = keras.utils.deserialize_keras_object(config["teacher"])
+            hints = [keras.utils.deserialize_keras_object(h) for h in config.get("hints", [])]
+        return cls(student=student, teacher=teacher, hints=hints or None,
+                   name=config.get("name", "distiller"))
+
+    def get_compile_config(self):
+        """The optimizer, ``alpha``, ``temperature`` and the distillation loss, serialized
+        (None before ``compile``). ``student_loss_fn`` and metrics are not kept: pass them to
+        ``compile`` again when they are not the defaults."""
+        if not self._compiled_kd:
+            return None
+        return {
+            "optimizer": keras.utils.serialize_keras_object(self.optimizer),
+            "alpha": self.alpha,
+            "temperature": self.temperature,
+            "distillation_loss": keras.utils.serialize_keras_object(self.distillation_loss),
+        }
+
+    def compile_from_config(self, config):
+        """Compiles with the settings :meth:`get_compile_config` returned."""
+        config = dict(config)
+        self.compile(
+            optimizer=keras.optimizers.deserialize(config["optimizer"]),
+            distillation_loss_fn=keras.utils.deserialize_keras_object(config["distillation_loss"]),
+            alpha=config["alpha"],
+            temperature=config["temperature"],
+        )
+
+
+def _architecture(model) -> dict:
+    """A model's serialized architecture, without its own compile() settings (not the
+    Distiller's concern: it compiles itself)."""
+    config = keras.utils.serialize_keras_object(model)
+    config.pop("compile_config", None)
+    return config

@@ -519,3 +519,49 @@ def test_keras_io_kl_loss_accepted(digits_data, trained_teacher):
                  ).evaluate(x[:64], y[:64], verbose=0, return_dict=True)
     for k in a:
         np.testing.assert_allclose(a[k], b[k], rtol=1e-5)
+
+
+class _ScaledKL(losses.DistillationLoss):
+    """A user's loss that records the temperature the Distiller gives it."""
+
+    seen = []
+
+    def call(self, teacher_logits, student_logits, *, temperature=None):
+        _ScaledKL.seen.append(temperature)
+        return 2.0 * losses.kl_divergence(teacher_logits, student_logits, temperature=temperature)
+
+
+def test_custom_distillation_loss_gets_compiles_temperature(digits_data, trained_teacher):
+    (x, y), _ = digits_data
+    s = small_student()
+    a = compiled(s, trained_teacher, alpha=0.0, temperature=2.5, distillation_loss_fn=_ScaledKL())
+    b = compiled(s, trained_teacher, alpha=0.0, temperature=2.5)
+    ra = a.evaluate(x[:64], y[:64], verbose=0, return_dict=True)
+    rb = b.evaluate(x[:64], y[:64], verbose=0, return_dict=True)
+    assert 2.5 in _ScaledKL.seen
+    np.testing.assert_allclose(ra["distillation_loss"], 2.0 * rb["distillation_loss"], rtol=1e-5)
+
+
+def test_distiller_config_round_trips(digits_data, trained_teacher):
+    (x, y), _ = digits_data
+    d = compiled(small_student(), trained_teacher, alpha=0.3, temperature=2.0,
+                 distillation_loss_fn="soft_target_mse")
+    config = d.get_config()
+    clone = kd.Distiller.from_config(config)
+    assert clone.get_config() == config
+    assert clone.student is not d.student
+    assert [l.get_config() for l in clone.student.layers] == [l.get_config() for l in d.student.layers]
+    assert clone.get_compile_config() is None
+    clone.compile_from_config(d.get_compile_config())
+    assert (clone.alpha, clone.temperature) == (0.3, 2.0)
+    assert type(clone.distillation_loss) is losses.SoftTargetMSE
+    assert clone.get_compile_config() == d.get_compile_config()
+    clone.teacher.model.set_weights(trained_teacher.get_weights())
+    clone.student.set_weights(d.student.get_weights())
+    ra = d.evaluate(x[:64], y[:64], verbose=0, return_dict=True)
+    rb = clone.evaluate(x[:64], y[:64], verbose=0, return_dict=True)
+    np.testing.assert_allclose(rb["distillation_loss"], ra["distillation_loss"], rtol=1e-5)
+    # A teacher that is not a tf-keras model is given again, not serialized.
+    offline = kd.Distiller(small_student(), teacher=None)
+    assert offline.get_config()["teacher"] is None
+    assert kd.Distiller.from_config(offline.get_config(), teacher=trained_teacher).teacher.model is trained_teacher

@@ -102,17 +102,6 @@ def test_logits_mse_matches_numpy():
     )
 
 
-def test_feature_distance_mse_and_cosine():
-    a = RNG.normal(size=(3, 4, 2)).astype("float32")
-    b = RNG.normal(size=(3, 4, 2)).astype("float32")
-    np.testing.assert_allclose(losses.feature_distance(a, b, "mse").numpy(), ((a - b) ** 2).reshape(3, -1).mean(-1), rtol=1e-5)
-    fa, fb = a.reshape(3, -1), b.reshape(3, -1)
-    cos = (fa * fb).sum(-1) / np.linalg.norm(fa, axis=-1) / np.linalg.norm(fb, axis=-1)
-    np.testing.assert_allclose(losses.feature_distance(a, b, "cosine").numpy(), 1 - cos, rtol=1e-5, atol=1e-6)
-    with pytest.raises(ValueError, match="Unknown feature metric 'l3'"):
-        losses.feature_distance(a, b, "l3")
-
-
 @pytest.mark.parametrize("bad", [0, -1.0, 0.0])
 def test_temperature_must_be_positive(bad):
     with pytest.raises(ValueError, match=f"temperature must be > 0. Received: temperature={bad}"):
@@ -141,16 +130,58 @@ def test_registry_names_and_unknown_name():
         losses.get("kld")
 
 
-def test_hint_loss_projection_and_round_trip():
-    hint = losses.HintLoss("t", "s", metric="mse", weight=0.5, projection=True)
-    t = np.ones((2, 6), "float32")
-    s = np.ones((2, 3), "float32")
-    out = hint(t, s).numpy()
-    assert out.shape == (2,)
-    assert hint._proj.kernel.shape == (3, 6)
-    projected = s @ hint._proj.kernel.numpy()
-    np.testing.assert_allclose(out, 0.0 + ((t - projected) ** 2).mean(-1), rtol=1e-5)
-    clone = run_serialization_test(hint)
-    assert (clone.teacher_layer, clone.student_layer, clone.weight, clone.projection) == ("t", "s", 0.5, True)
-    with pytest.raises(ValueError, match="weight=-1"):
-        losses.HintLoss("t", "s", weight=-1)
+# --------------------------------------------------------------------------- the contract
+
+
+class _L1Logits(losses.DistillationLoss):
+    """A user's loss: one method, the temperature passed in by the Distiller."""
+
+    def call(self, teacher_logits, student_logits, *, temperature=None):
+        t = self._temperature(temperature)
+        return tf.reduce_sum(tf.abs(teacher_logits - student_logits), axis=-1) / t
+
+
+def test_distillation_loss_contract_is_one_call_with_temperature():
+    loss = _L1Logits()
+    np.testing.assert_allclose(loss.call(T_LOGITS, S_LOGITS, temperature=2.0).numpy(),
+                               np.abs(T_LOGITS - S_LOGITS).sum(-1) / 2.0, rtol=1e-6)
+    # Standalone (Keras Loss API): the loss's own temperature, else 1.
+    np.testing.assert_allclose(float(_L1Logits(temperature=4.0)(T_LOGITS, S_LOGITS)),
+                               (np.abs(T_LOGITS - S_LOGITS).sum(-1) / 4.0).mean(), rtol=1e-6)
+    with pytest.raises(NotImplementedError, match="must implement call"):
+        losses.DistillationLoss().call(T_LOGITS, S_LOGITS)
+
+
+def test_as_distillation_loss_adapts_each_form_once():
+    assert type(losses.as_distillation_loss(None)) is losses.KLDivergence
+    assert type(losses.as_distillation_loss("soft_target_mse")) is losses.SoftTargetMSE
+    # The pure functions map to their classes, so the Distiller's temperature reaches them.
+    for fn, cls in ((losses.kl_divergence, losses.KLDivergence),
+                    (losses.logits_mse, losses.LogitsMSE)):
+        assert type(losses.as_distillation_loss(fn)) is cls
+    assert type(losses.as_distillation_loss(kd.keras.losses.KLDivergence())) is losses.KLDivergence
+    own = _L1Logits()
+    assert losses.as_distillation_loss(own, temperature=3.0) is own
+    plain = losses.as_distillation_loss(lambda t, s: tf.reduce_sum(t - s, -1))
+    assert isinstance(plain, losses.CallableLoss)
+    # A plain callable is never given the temperature (no signature sniffing).
+    np.testing.assert_allclose(plain.call(T_LOGITS, S_LOGITS, temperature=9.0).numpy(),
+                               (T_LOGITS - S_LOGITS).sum(-1), rtol=1e-6)
+    with pytest.raises(TypeError, match="Received: 3"):
+        losses.as_distillation_loss(3)
+    with pytest.raises(ValueError, match="temperature=5.0 but compile"):
+        losses.as_distillation_loss(losses.KLDivergence(temperature=5.0), temperature=3.0)
+    # LogitsMSE ignores the temperature, so its own never conflicts.
+    losses.as_distillation_loss(losses.LogitsMSE(temperature=5.0), temperature=3.0)
+
+
+@kd.keras.utils.register_keras_serializable(package="kdkeras_tests")
+def _sum_abs(teacher_logits, student_logits):
+    return tf.reduce_sum(tf.abs(teacher_logits - student_logits), axis=-1)
+
+
+def test_callable_loss_of_a_registered_function_round_trips():
+    loss = losses.CallableLoss(_sum_abs)
+    clone = run_serialization_test(loss)
+    np.testing.assert_allclose(float(clone(T_LOGITS, S_LOGITS)),
+                               float(loss(T_LOGITS, S_LOGITS)), rtol=1e-6)
