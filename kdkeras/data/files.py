@@ -29,6 +29,7 @@ import csv
 import math
 import numbers
 import os
+import zipfile
 from pathlib import Path
 from typing import List, Sequence, Tuple
 
@@ -85,6 +86,15 @@ def _check_arguments(
 
 
 def _npz_x(x: np.ndarray, key: str, source: str) -> Tuple[np.ndarray, str]:
+    if x.dtype.kind not in "biuf":
+        raise ValueError(f"{key} must hold numbers. Received: {key}.dtype={x.dtype} in "
+                         f"source={source!r}.")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x))
+        raise ValueError(
+            f"{key} holds {len(bad)} NaN or infinite value(s), the first at index "
+            f"{tuple(int(i) for i in bad[0])} ({x[tuple(bad[0])]}). Received: source={source!r}. "
+            "Fill or drop them before training: a model trained on them diverges.")
     if x.ndim in (3, 4):
         x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
         return (x[..., None] if x.ndim == 3 else x), "images"
@@ -121,6 +131,11 @@ def _load_npz(source: str, test_fraction: float, seed: int) -> SplitData:
         raise ValueError(
             f"Could not read source={source!r} as a .npz of plain arrays ({e}). Save numeric "
             "arrays and class_names as a string array (no Python objects)."
+        ) from e
+    except (OSError, EOFError, zipfile.BadZipFile) as e:  # empty, truncated or not a zip
+        raise ValueError(
+            f"Could not read source={source!r}: it is empty, truncated or not a .npz file "
+            f"({type(e).__name__}). Write it again with numpy.savez(path, x=..., y=...)."
         ) from e
     names = arrays.get("class_names")
     if names is not None:
@@ -168,6 +183,11 @@ def _load_csv(
                 f"source={source!r}."
             )
         header = [h.strip() for h in header]
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:
+            raise ValueError(
+                f"The CSV header names column(s) {twice} more than once; each column needs its "
+                f"own name. Received: source={source!r}.")
         if label_column not in header:
             raise ValueError(
                 f"label_column={label_column!r} is not a column of the CSV header {header}. "
@@ -323,9 +343,16 @@ def load_files(
     if ext == ".npz":
         return _load_npz(src, test_fraction, seed)
     if ext == ".csv":
-        return _load_csv(
-            src, test_fraction, seed, label_column, text_column, sequence_length, max_tokens
-        )
+        try:
+            return _load_csv(
+                src, test_fraction, seed, label_column, text_column, sequence_length, max_tokens
+            )
+        except UnicodeDecodeError as e:
+            raise ValueError(
+                f"The CSV file is not UTF-8 text: byte {e.start} is "
+                f"{bytes(e.object[e.start:e.start + 1])!r}. Received: source={src!r}. Re-save "
+                "it as UTF-8 (e.g. iconv -f latin1 -t utf-8)."
+            ) from None
     raise ValueError(
         f"Unsupported data file type {ext or '(no extension)'!r}. Received: source={src!r}. "
         f"Supported: {_SUPPORTED}."

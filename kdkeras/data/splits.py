@@ -31,16 +31,8 @@ def encode_labels(
                 f"source={source!r}."
             )
         return y.astype(np.int64), names
-    ints = []
-    for v in values:
-        try:
-            f = float(v)
-        except (TypeError, ValueError):
-            break
-        if not f.is_integer() or (isinstance(v, str) and not re.fullmatch(r"\s*[+-]?\d+\s*", v)):
-            break
-        ints.append(int(f))
-    else:
+    ints = _exact_ints(values, source)
+    if ints is not None:
         uniq = sorted(set(ints))
         if uniq == list(range(len(uniq))):
             return np.asarray(ints, dtype=np.int64), [str(u) for u in uniq]
@@ -50,6 +42,40 @@ def encode_labels(
     uniq = sorted(set(strings))
     lookup = {u: i for i, u in enumerate(uniq)}
     return np.asarray([lookup[s] for s in strings], np.int64), uniq
+
+
+_INT = re.compile(r"\s*[+-]?\d+\s*")
+_MISSING = {"nan", "na", "n/a", "null", "none", "inf", "+inf", "-inf", "infinity"}
+
+
+def _exact_ints(values: Sequence, source: str) -> Optional[List[int]]:
+    """The labels as exact Python ints when every one is an integer, else None (strings).
+
+    Integers are never routed through float, so 2**53 and 2**53 + 1 stay two classes. A NaN or
+    infinite label (a float, or a string such as "nan") is refused: it is a missing value, not
+    a class.
+    """
+    for i, v in enumerate(values):
+        if isinstance(v, (float, np.floating)) and not math.isfinite(v):
+            raise ValueError(f"Label {i} is {v}, a missing value, not a class. Received: "
+                             f"source={source!r}. Drop or fill the examples without a label.")
+        if isinstance(v, str) and v.strip().lower() in _MISSING:
+            raise ValueError(f"Label {i} is {v!r}, which reads as a missing value, not a class. "
+                             f"Received: source={source!r}. Drop or fill the examples without "
+                             "a label.")
+    ints = []
+    for v in values:
+        if isinstance(v, (bool, np.bool_)):
+            return None
+        if isinstance(v, (int, np.integer)):
+            ints.append(int(v))
+        elif isinstance(v, (float, np.floating)) and float(v).is_integer():
+            ints.append(int(v))
+        elif isinstance(v, str) and _INT.fullmatch(v):
+            ints.append(int(v.strip()))
+        else:
+            return None
+    return ints
 
 
 def check_classes(class_names: Sequence[str], source: str) -> None:
@@ -125,6 +151,11 @@ def finish(
     if kind == "text":
         data.texts_train, data.texts_test = list(x_train), list(x_test)
         data.vocabulary = build_vocabulary(data.texts_train, max_tokens)
+        if len(data.vocabulary) <= 2:
+            raise ValueError(
+                f"No text found in source={source!r}: the training examples hold no words "
+                "(every text is empty or has no letters or digits). Add text, or check the "
+                "text column / the .txt files.")
         data.x_train = tokenize(data.texts_train, data.vocabulary, sequence_length)
         data.x_test = tokenize(data.texts_test, data.vocabulary, sequence_length)
     return data

@@ -72,6 +72,14 @@ def check_labels(y, num_classes: int) -> None:
     y = np.asarray(y)
     if y.size == 0:
         return
+    if y.dtype.kind not in "biuf":
+        raise ValueError(
+            f"Labels must be numbers: class indices or one-hot rows of width {num_classes}. "
+            f"Received labels of dtype {y.dtype} (e.g. {y.ravel()[0].item()!r}). Encode them first, "
+            "e.g. with kdkeras.data.load_files or sklearn's LabelEncoder.")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError(f"Labels hold NaN or infinite values (e.g. at index "
+                         f"{int(np.argwhere(~np.isfinite(y.ravel()))[0, 0])}). Drop or fill them.")
     if y.ndim >= 1 and y.shape[-1] == num_classes and y.ndim > 1 and not np.issubdtype(y.dtype, np.integer):
         return  # one-hot / soft labels
     if np.issubdtype(y.dtype, np.floating) and not np.all(np.mod(y, 1) == 0):
