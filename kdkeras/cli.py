@@ -152,7 +152,8 @@ def _add_eval(sub: "argparse._SubParsersAction") -> None:
     p.add_argument("--x-key", default="x", help="input array name (default: %(default)s)")
     p.add_argument("--y-key", default="y", help="label array name (default: %(default)s)")
     p.add_argument("--keras-model", default=None,
-                   help="saved Keras model to report top-1 agreement with")
+                   help="saved Keras model (.keras / .h5 file or SavedModel directory) to report "
+                   "top-1 agreement with")
     p.add_argument("--batch-size", type=int, default=256, help="default: %(default)s")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_eval)
@@ -161,17 +162,13 @@ def _add_eval(sub: "argparse._SubParsersAction") -> None:
 def _cmd_eval(args: argparse.Namespace) -> int:
     import json
 
-    from kdkeras.export import evaluate_tflite, load_model
+    from kdkeras.export import evaluate_tflite
+    from kdkeras.models import load_model
 
     x, y = _load_npz(args.data, [args.x_key, args.y_key], "--data")
-    keras_model = None
-    if args.keras_model is not None:
-        keras_model = load_model(args.keras_model)
-        if isinstance(keras_model, str):
-            import tensorflow as tf
-
-            fn = tf.saved_model.load(keras_model).signatures["serving_default"]
-            keras_model = lambda xb: list(fn(tf.constant(xb)).values())[0].numpy()  # noqa: E731
+    # A Keras model, a keras-hub task, or a SavedModel folder as a callable: evaluate_tflite
+    # runs any of them (see kdkeras.export.predict_keras).
+    keras_model = None if args.keras_model is None else load_model(args.keras_model)
     res = evaluate_tflite(args.tflite, x, y, keras_model=keras_model, batch_size=args.batch_size)
     if args.json:
         print(json.dumps(res))

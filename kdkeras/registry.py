@@ -21,7 +21,7 @@ ValueError: Unknown quantization 'int9'. Did you mean 'int8'? Known: int8
 from __future__ import annotations
 
 import difflib
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List
 
 
 class Registry:
@@ -51,6 +51,16 @@ class Registry:
         if obj is None:
             return _add
         return _add(obj)
+
+    def unregister(self, name: str) -> Any:
+        """Removes ``name`` and returns what was registered under it.
+
+        Raises:
+            ValueError: for an unknown name, with the known ones.
+        """
+        obj = self.get(name)
+        del self._items[name]
+        return obj
 
     def get(self, name: str) -> Any:
         """Returns the object registered under ``name``.

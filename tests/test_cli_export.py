@@ -77,6 +77,20 @@ def test_export_float32_from_savedmodel_matches_keras(saved, tmp_path, capsys):
     np.testing.assert_allclose(predict_tflite(out, x), m.predict(x, verbose=0), atol=1e-5)
 
 
+def test_eval_agreement_with_a_savedmodel_keras_model(saved, tmp_path, capsys):
+    root, m, x, y = saved
+    sm = str(tmp_path / "sm")
+    m.save(sm, save_format="tf")
+    out = str(tmp_path / "f32.tflite")
+    assert main(["export", str(root / "m.keras"), out]) == 0
+    capsys.readouterr()
+    assert main(["eval", out, "--data", str(root / "test.npz"), "--keras-model", sm,
+                 "--batch-size", "10", "--json"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["accuracy"] == 1.0 and res["agreement_with_keras"] == 1.0
+    assert res["keras_accuracy"] == 1.0
+
+
 def _err(argv, capsys):
     code = main(argv)
     assert code == 2

@@ -30,3 +30,11 @@ def test_duplicate_registration_fails():
     r.register("kl", 1)
     with pytest.raises(ValueError, match="loss 'kl' is already registered"):
         r.register("kl", 2)
+
+
+def test_unregister_returns_the_object_and_refuses_unknown_names():
+    reg = Registry("thing")
+    reg.register("a", 1)
+    assert reg.unregister("a") == 1 and "a" not in reg
+    with pytest.raises(ValueError, match="Unknown thing 'a'"):
+        reg.unregister("a")

@@ -1,5 +1,11 @@
 """Export to TFLite and measure the exported file: accuracy, latency, size, contents.
 
+Modules: :mod:`~kdkeras.export.modes` (the quantization modes, each configuring the converter),
+:mod:`~kdkeras.export.calibration` (representative data), :mod:`~kdkeras.export.tflite`
+(conversion), :mod:`~kdkeras.export.evaluate` (accuracy of the file),
+:mod:`~kdkeras.export.bench` (latency), :mod:`~kdkeras.export.tflite_info` (contents and size),
+:mod:`~kdkeras.export.android` (an app-ready bundle).
+
 >>> from kdkeras.export import QUANTIZATIONS
 >>> QUANTIZATIONS.names()[:5]
 ['dynamic', 'dynamic_wi8_afp32', 'float16', 'int8', 'int8_io']
@@ -7,20 +13,21 @@
 
 from kdkeras.export.android import export_android
 from kdkeras.export.bench import BenchmarkResult, benchmark_keras, benchmark_tflite
-from kdkeras.export.evaluate import evaluate_tflite, predict_tflite
-from kdkeras.export.tflite_info import format_inspection, inspect_tflite
-from kdkeras.export.tflite import (
+from kdkeras.export.evaluate import evaluate_tflite, predict_keras, predict_tflite, top1
+from kdkeras.export.modes import (
     QUANTIZATIONS,
+    AIEdgeQuantizerMode,
+    ConverterMode,
     QuantizationMode,
-    check_tflite_file,
-    convert,
-    export_tflite,
-    load_model,
 )
+from kdkeras.export.tflite import check_tflite_file, convert, export_tflite, load_model
+from kdkeras.export.tflite_info import format_inspection, gzip_size, inspect_tflite
 
 __all__ = [
     "QUANTIZATIONS",
     "QuantizationMode",
+    "ConverterMode",
+    "AIEdgeQuantizerMode",
     "BenchmarkResult",
     "benchmark_keras",
     "benchmark_tflite",
@@ -30,7 +37,10 @@ __all__ = [
     "export_android",
     "export_tflite",
     "format_inspection",
+    "gzip_size",
     "inspect_tflite",
     "load_model",
+    "predict_keras",
     "predict_tflite",
+    "top1",
 ]

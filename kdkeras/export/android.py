@@ -26,14 +26,15 @@ import json
 import os
 import shutil
 import tempfile
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
-from kdkeras.export.evaluate import evaluate_tflite
-from kdkeras.export.tflite_info import inspect_tflite
 from kdkeras._io import atomic_replace_dir
-from kdkeras.export.tflite import QUANTIZATIONS, check_tflite_file, convert
+from kdkeras.export.evaluate import evaluate_tflite
+from kdkeras.export.modes import QuantizationMode, get_mode
+from kdkeras.export.tflite import check_tflite_file, convert
+from kdkeras.export.tflite_info import inspect_tflite
 
 BUNDLE_FORMAT = "kdkeras-android-bundle"
 BUNDLE_FILES = ("model.tflite", "labels.txt", "model.json")
@@ -89,7 +90,7 @@ def export_android(
     model: Any,
     out_dir: str,
     labels: Sequence[str],
-    quantization: str = "int8",
+    quantization: Union[str, QuantizationMode] = "int8",
     representative_data: Any = None,
     *,
     x_eval: Optional[np.ndarray] = None,
@@ -106,7 +107,8 @@ def export_android(
         out_dir: str. Bundle directory. An existing bundle there is replaced whole; a non-empty
             directory that is not a kdkeras bundle is refused.
         labels: list of str. Class names in the order of the model's output units.
-        quantization: str. Any ``export_tflite`` mode (default ``"int8"``).
+        quantization: str or QuantizationMode. Any ``export_tflite`` mode (default
+            ``"int8"``); its name is recorded in ``model.json``.
         representative_data: calibration inputs for integer modes (see ``export_tflite``).
         x_eval: optional float inputs; with ``y_eval``, the accuracy of the exported file is
             measured and written to ``model.json``.
@@ -125,7 +127,7 @@ def export_android(
     """
     import kdkeras
 
-    QUANTIZATIONS.get(quantization)
+    mode = get_mode(quantization)
     labels = _check_labels(labels)
     norm = _check_normalization(normalization)
     if (x_eval is None) != (y_eval is None):
@@ -150,7 +152,7 @@ def export_android(
             data = f.read()
     else:
         data = convert(
-            model, quantization, representative_data,
+            model, mode, representative_data,
             max_calibration_samples=max_calibration_samples,
         )
     parent = os.path.dirname(os.path.abspath(out_dir))
@@ -180,7 +182,7 @@ def export_android(
             "kdkeras_version": kdkeras.__version__,
             "model_file": "model.tflite",
             "labels_file": "labels.txt",
-            "quantization": quantization,
+            "quantization": mode.name,
             "input": _tensor_entry(info["inputs"][0]),
             "output": _tensor_entry(out),
             "normalization": norm,

@@ -25,6 +25,7 @@ import numpy as np
 
 from kdkeras.export.evaluate import make_interpreter, quantize_input
 from kdkeras.export.tflite import check_tflite_file
+from kdkeras.validation import check_int
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,13 +54,6 @@ class BenchmarkResult:
 
     def keys(self):  # noqa: D401 - mapping protocol for dict(result)
         return self.to_dict().keys()
-
-
-def _check_counts(**counts_and_lows) -> None:
-    """Raises ValueError unless each ``name=(value, low)`` is an integer >= low."""
-    for name, (value, low) in counts_and_lows.items():
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}. Received: {name}={value!r}")
 
 
 def _result(times_ms: np.ndarray, warmup: int, num_threads: Optional[int]) -> BenchmarkResult:
@@ -107,7 +101,9 @@ def benchmark_tflite(
         ValueError: bad counts (echoed) or a path that is not a TFLite file.
     """
     path = check_tflite_file(path)
-    _check_counts(num_threads=(num_threads, 1), warmup=(warmup, 0), runs=(runs, 1))
+    check_int(num_threads, "num_threads", 1)
+    check_int(warmup, "warmup", 0)
+    check_int(runs, "runs", 1)
     interp = make_interpreter(path, num_threads=int(num_threads))
     interp.allocate_tensors()
     inputs = interp.get_input_details()
@@ -235,7 +231,8 @@ def benchmark_keras(
         raise TypeError(
             f"benchmark_keras needs a Keras model. Received: model={type(model).__name__}"
         )
-    _check_counts(warmup=(warmup, 0), runs=(runs, 1))
+    check_int(warmup, "warmup", 0)
+    check_int(runs, "runs", 1)
     samples = _keras_inputs(model, input_shape, dtype, np.random.default_rng(seed))
     x = samples[0] if len(samples) == 1 else samples
     step = tf.function(lambda inputs: model(inputs, training=False), autograph=False)

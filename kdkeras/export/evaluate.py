@@ -24,6 +24,7 @@ from typing import Any, Dict, Optional
 import numpy as np
 
 from kdkeras.export.tflite import check_tflite_file
+from kdkeras.validation import check_int
 
 
 def make_interpreter(path: str, num_threads: Optional[int] = None) -> Any:
@@ -112,8 +113,7 @@ def predict_tflite(path: str, x: np.ndarray, *, batch_size: int = 256) -> np.nda
         ValueError: not a TFLite file, a model with several inputs, or a wrong input shape.
     """
     path = check_tflite_file(path)
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1. Received: batch_size={batch_size}")
+    check_int(batch_size, "batch_size", 1)
     interp = make_interpreter(path)
     inputs = interp.get_input_details()
     if len(inputs) != 1:
@@ -154,16 +154,52 @@ def top1(outputs: np.ndarray) -> np.ndarray:
     return outputs.argmax(-1)
 
 
-def _keras_outputs(model: Any, x: np.ndarray, batch_size: int) -> np.ndarray:
-    if hasattr(model, "predict"):
-        out = model.predict(x, batch_size=batch_size, verbose=0)
-    else:
-        out = model(x)
+def _first_output(out: Any) -> np.ndarray:
+    """The first output of a model call as numpy: lists/tuples and dicts give their first item."""
     if isinstance(out, (list, tuple)):
         out = out[0]
     if isinstance(out, dict):
         out = next(iter(out.values()))
-    return np.asarray(out)
+    return out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+
+
+def predict_keras(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Outputs of a Keras model, or of any callable taking a batch, as one numpy array.
+
+    Models with a ``predict`` method (tf-keras, Keras 3, keras-hub tasks) are run with
+    ``model.predict(x, batch_size=batch_size, verbose=0)``; other callables (a loaded SavedModel,
+    a ``tf.function``) are called as ``model(x_batch)`` on batches of ``batch_size``. Models
+    with several outputs give their first one (the first value of a dict output).
+
+    Args:
+        model: a Keras model, or a callable mapping a batch of inputs to outputs.
+        x: np.ndarray. Inputs, shape ``(N,) + input_shape``.
+        batch_size: int. Examples per call (>= 1).
+
+    Returns:
+        np.ndarray of shape ``(N,) + output_shape``.
+
+    Raises:
+        ValueError: a bad ``batch_size`` (echoed).
+        TypeError: a ``model`` that is neither a model with ``predict`` nor callable.
+
+    Example:
+
+    >>> import numpy as np
+    >>> predict_keras(lambda xb: 2 * xb, np.arange(5.0).reshape(5, 1), batch_size=2)[:, 0]
+    array([0., 2., 4., 6., 8.])
+    """
+    check_int(batch_size, "batch_size", 1)
+    if hasattr(model, "predict"):
+        return _first_output(model.predict(x, batch_size=batch_size, verbose=0))
+    if not callable(model):
+        raise TypeError(
+            "predict_keras needs a Keras model or a callable taking a batch of inputs. "
+            f"Received: model of type {type(model).__name__}."
+        )
+    outs = [_first_output(model(x[start : start + batch_size]))
+            for start in range(0, max(len(x), 1), batch_size)]
+    return np.concatenate(outs, axis=0)
 
 
 def evaluate_tflite(
@@ -182,8 +218,9 @@ def evaluate_tflite(
         x: np.ndarray. Float inputs, shape ``(N,) + input_shape``, preprocessed exactly as for
             the Keras model.
         y: np.ndarray. Integer labels ``(N,)`` or one-hot ``(N, C)``.
-        keras_model: optional Keras model (or callable); when given, ``agreement_with_keras``
-            is the fraction of examples where both predict the same class.
+        keras_model: optional Keras model, or a callable taking a batch (see
+            :func:`predict_keras`); when given, ``agreement_with_keras`` is the fraction of
+            examples where both predict the same class.
         batch_size: int. Examples per interpreter call.
 
     Returns:
@@ -209,10 +246,11 @@ def evaluate_tflite(
         "keras_accuracy": None,
     }
     if keras_model is not None:
-        ref = top1(_keras_outputs(keras_model, x.astype(np.float32), batch_size))
+        ref = top1(predict_keras(keras_model, x.astype(np.float32), batch_size))
         result["agreement_with_keras"] = float(np.mean(pred == ref))
         result["keras_accuracy"] = float(np.mean(ref == _labels(y)))
     return result
 
 
-__all__ = ["evaluate_tflite", "predict_tflite", "quantize_input", "dequantize_output", "top1"]
+__all__ = ["evaluate_tflite", "predict_tflite", "predict_keras", "quantize_input",
+           "dequantize_output", "top1"]

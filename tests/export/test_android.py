@@ -1,7 +1,6 @@
 import json
 import os
 
-import numpy as np
 import pytest
 
 from kdkeras.export import evaluate_tflite, export_android, inspect_tflite

@@ -3,7 +3,7 @@ import pytest
 import tensorflow as tf
 import tf_keras as keras
 
-from kdkeras.export import evaluate_tflite, export_tflite, predict_tflite
+from kdkeras.export import evaluate_tflite, export_tflite, predict_keras, predict_tflite
 from kdkeras.export import evaluate as evaluate_mod
 
 
@@ -98,6 +98,41 @@ def test_falls_back_to_one_example_at_a_time_when_resizing_fails(tmp_path, data,
 
 def test_sigmoid_output_is_thresholded_at_half():
     np.testing.assert_array_equal(evaluate_mod.top1(np.array([[0.2], [0.7], [0.5]])), [0, 1, 0])
+
+
+def test_predict_keras_runs_models_and_plain_callables_alike(model, data):
+    x, _ = data
+    ref = model.predict(x, verbose=0)
+    np.testing.assert_allclose(predict_keras(model, x, batch_size=7), ref, atol=1e-6)
+    sizes = []
+
+    def fn(xb):  # a plain callable returning a tensor, called per batch
+        sizes.append(len(xb))
+        return model(xb)
+
+    out = predict_keras(fn, x, batch_size=20)
+    assert isinstance(out, np.ndarray) and sizes == [20, 20, 8]
+    np.testing.assert_allclose(out, ref, atol=1e-5)
+    as_dict = predict_keras(lambda xb: {"logits": model(xb), "other": xb}, x)
+    np.testing.assert_allclose(as_dict, ref, atol=1e-5)  # first output of a dict
+
+
+def test_predict_keras_calls_a_saved_model_folder(model, data, tmp_path):
+    from kdkeras.models import load_model
+
+    x, _ = data
+    model.save(str(tmp_path / "sm"), save_format="tf")
+    loaded = load_model(str(tmp_path / "sm"))
+    assert not hasattr(loaded, "predict")
+    np.testing.assert_allclose(predict_keras(loaded, x), model.predict(x, verbose=0), atol=1e-5)
+
+
+def test_predict_keras_bad_arguments(model, data):
+    with pytest.raises(ValueError, match="batch_size must be an integer >= 1. Received: "
+                                         "batch_size=0"):
+        predict_keras(model, data[0], batch_size=0)
+    with pytest.raises(TypeError, match="Received: model of type int"):
+        predict_keras(3, data[0])
 
 
 # ----------------------------------------------------------------------- bad input

@@ -1,7 +1,6 @@
 import gzip
 import json
 
-import numpy as np
 import pytest
 
 from kdkeras.export import format_inspection, inspect_tflite
