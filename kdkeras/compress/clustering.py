@@ -24,20 +24,19 @@ References:
 
 from __future__ import annotations
 
+import logging
 from typing import Iterable, Union
 
 import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
-from tensorflow_model_optimization.python.core.clustering.keras import (
-    cluster_wrapper,
-    clusterable_layer,
-    clustering_registry,
-)
 
-from kdkeras.compress._utils import check_tf_keras_model, logger, walk_layers
-from kdkeras.compress.pruning import _resolve_skip, strip  # noqa: F401  (strip: doc example)
+from kdkeras.compress._tfmot import ClusterableLayer, ClusterWeights, cluster_weights_map
+from kdkeras.compress.layers import check_tf_keras_model, clone_layers, resolve_skip, walk_layers
+from kdkeras.compress.stripping import strip
 from kdkeras.registry import Registry
+
+logger = logging.getLogger("kdkeras.compress")
 
 CentroidInitialization = tfmot.clustering.keras.CentroidInitialization
 
@@ -52,37 +51,23 @@ _MHA_KERNELS = ("_query_dense", "_key_dense", "_value_dense", "_output_dense")
 
 def clusterable_weights(layer: keras.layers.Layer) -> list:
     """The (built) weight variables TF-MOT would cluster in ``layer``; empty if none."""
-    if isinstance(layer, clusterable_layer.ClusterableLayer):
+    if isinstance(layer, ClusterableLayer):
         return [w for _, w in layer.get_clusterable_weights()]
     if type(layer) is keras.layers.MultiHeadAttention:
         return [getattr(layer, name).kernel for name in _MHA_KERNELS if hasattr(layer, name)]
-    weights_map = clustering_registry.ClusteringRegistry._LAYERS_WEIGHTS_MAP  # pylint: disable=protected-access
+    weights_map = cluster_weights_map()
     return [getattr(layer, name) for name in weights_map.get(type(layer), [])
             if hasattr(layer, name)]
 
 
 def is_clustering_wrapper(layer) -> bool:
     """True when ``layer`` is a TF-MOT clustering wrapper."""
-    return isinstance(layer, cluster_wrapper.ClusterWeights)
+    return isinstance(layer, ClusterWeights)
 
 
 def has_clustering_wrappers(model) -> bool:
     """True when ``model`` (or a model nested in it) holds TF-MOT clustering wrappers."""
     return any(is_clustering_wrapper(layer) for layer in walk_layers(model))
-
-
-def clustered_weights(wrapper) -> list:
-    """The weights of the layer inside a clustering ``wrapper``, clustered values in place.
-
-    As TF-MOT's ``strip_clustering`` does, the cluster associations are refreshed from the
-    latest trained weights first (the wrapper's next forward pass would do the same); nothing
-    else of the wrapper changes.
-    """
-    wrapper.update_clustered_weights_associations()
-    weights = wrapper.layer.get_weights()
-    for position, name in sorted(wrapper.position_original_weights.items()):
-        weights.insert(position, np.asarray(wrapper.get_weight_from_layer(name)))
-    return weights
 
 
 def cluster(
@@ -135,7 +120,7 @@ def cluster(
             f">= 2, e.g. 16. Received: n_clusters={n_clusters!r}")
     if isinstance(init, str):
         init = centroid_inits.get(init)
-    skip_names, skip_classes = _resolve_skip(model, skip)
+    skip_names, skip_classes = resolve_skip(model, skip)
 
     work = strip(model)  # a private copy, pruning masks applied, no wrappers
 
@@ -166,15 +151,13 @@ def cluster(
     chosen = set(selected)
 
     def _wrap(layer):
-        if isinstance(layer, keras.Model):
-            return keras.models.clone_model(layer, clone_function=_wrap)
         if layer.name not in chosen:
             return layer
         return tfmot.clustering.keras.cluster_weights(
             layer, number_of_clusters=int(n_clusters), cluster_centroids_init=init,
             preserve_sparsity=bool(preserve_sparsity), cluster_per_channel=cluster_per_channel)
 
-    clustered = keras.models.clone_model(work, clone_function=_wrap)
+    clustered = clone_layers(work, _wrap)
     logger.info("Clustering %d layer(s) into %d values: %s", len(selected), n_clusters,
                 ", ".join(selected))
     return clustered

@@ -32,20 +32,17 @@ References:
 
 from __future__ import annotations
 
+import logging
 from typing import List
 
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
-from tensorflow_model_optimization.python.core.quantization.keras import (
-    quantize_layer,
-    quantize_wrapper,
-)
-from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
-    default_8bit_quantize_registry,
-)
 
-from kdkeras.compress._utils import check_tf_keras_model, logger, walk_layers
-from kdkeras.compress.pruning import strip
+from kdkeras.compress._tfmot import QuantizeLayer, QuantizeWrapper, default_8bit_registry
+from kdkeras.compress.layers import check_tf_keras_model, clone_layers, walk_layers
+from kdkeras.compress.stripping import strip
+
+logger = logging.getLogger("kdkeras.compress")
 
 _combine = tfmot.experimental.combine
 _qk = tfmot.quantization.keras
@@ -130,7 +127,7 @@ def quantize_aware(model: keras.Model, preserve_sparsity: bool = False,
             "layers directly on the outer tensors.")
 
     registry = scheme.get_quantize_registry()
-    plain = default_8bit_quantize_registry.Default8BitQuantizeRegistry()
+    plain = default_8bit_registry()
     layers = [layer for layer in walk_layers(work) if not isinstance(layer, _NO_COMPUTE)]
     left_float = [layer.name for layer in layers
                   if not (_supported(layer, registry) and _supported(layer, plain))]
@@ -153,7 +150,7 @@ def quantize_aware(model: keras.Model, preserve_sparsity: bool = False,
             return layer
         return _qk.quantize_annotate_layer(layer)
 
-    annotated = keras.models.clone_model(work, clone_function=_annotate)
+    annotated = clone_layers(work, _annotate)
     with _qk.quantize_scope():
         return _qk.quantize_apply(annotated, scheme=scheme)
 
@@ -169,8 +166,34 @@ def float_layers(model: keras.Model) -> List[str]:
     """
     names = []
     for layer in walk_layers(model):
-        if isinstance(layer, (keras.Model, quantize_wrapper.QuantizeWrapper,
-                              quantize_layer.QuantizeLayer) + _NO_COMPUTE):
+        if isinstance(layer, (keras.Model, QuantizeWrapper, QuantizeLayer) + _NO_COMPUTE):
             continue
         names.append(layer.name)
     return names
+
+
+def has_quantization_wrappers(model) -> bool:
+    """True when ``model`` (or a model nested in it) holds TF-MOT QAT layers.
+
+    Those are the ``QuantizeWrapper`` around each quantized layer and the ``QuantizeLayer`` on
+    the inputs, i.e. a model made by :func:`quantize_aware` (or TF-MOT's ``quantize_model``),
+    also once saved and reloaded. Such a model already carries its quantization ranges.
+
+    Args:
+        model: object. A tf-keras model (a Distiller holding one, any other object: False).
+
+    Returns:
+        bool.
+
+    Example:
+
+    >>> import kdkeras as kd
+    >>> inputs = kd.keras.Input((4,))
+    >>> student = kd.keras.Model(inputs, kd.keras.layers.Dense(2)(inputs))
+    >>> has_quantization_wrappers(student), has_quantization_wrappers(quantize_aware(student))
+    (False, True)
+    """
+    qat_layers = (QuantizeWrapper, QuantizeLayer)
+    if isinstance(model, qat_layers):
+        return True
+    return any(isinstance(layer, qat_layers) for layer in walk_layers(model))

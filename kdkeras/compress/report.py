@@ -26,19 +26,13 @@ from typing import Any, Dict, List
 
 import numpy as np
 import tf_keras as keras
-from tensorflow_model_optimization.python.core.quantization.keras import (
-    quantize_layer,
-    quantize_wrapper,
-)
 
-from kdkeras.compress._utils import check_tf_keras_model, walk_layers
+from kdkeras.compress._tfmot import QuantizeLayer, QuantizeWrapper
+from kdkeras.compress.callbacks import has_pruning_wrappers
 from kdkeras.compress.clustering import has_clustering_wrappers
-from kdkeras.compress.pruning import (
-    has_pruning_wrappers,
-    prunable_weight_names,
-    prunable_weights,
-    strip,
-)
+from kdkeras.compress.layers import check_tf_keras_model, walk_layers
+from kdkeras.compress.pruning import prunable_weight_names, prunable_weights
+from kdkeras.compress.stripping import strip
 
 
 def _ratio(zeros: int, total: int) -> float:
@@ -177,7 +171,7 @@ def _layer_weights(layer):
     A QAT wrapper moves the wrapped layer's kernel into its own weights (next to quantizer
     min/max variables): those are picked by the wrapped layer's name prefix.
     """
-    if not isinstance(layer, quantize_wrapper.QuantizeWrapper):
+    if not isinstance(layer, QuantizeWrapper):
         return layer, layer.weights, {id(w) for w in prunable_weights(layer)}
     inner = layer.layer
     own = [w for w in layer.weights if not _is_quantizer_variable(w)]
@@ -217,7 +211,7 @@ def sparsity_report(model: keras.Model) -> SparsityReport:
         else model
     rows = []
     for layer in walk_layers(view):
-        if isinstance(layer, (keras.Model, quantize_layer.QuantizeLayer)):
+        if isinstance(layer, (keras.Model, QuantizeLayer)):
             continue
         inner, weights, prunable_ids = _layer_weights(layer)
         if not weights:

@@ -5,10 +5,12 @@ import pytest
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
+import kdkeras as kd
 from kdkeras.compress import (
     cluster,
     float_layers,
     has_pruning_wrappers,
+    has_quantization_wrappers,
     prune,
     quantize_aware,
     sparsity_report,
@@ -107,3 +109,24 @@ def test_qat_keras3_model_and_nothing_quantizable():
     only_norm = keras.Model(inputs, keras.layers.LayerNormalization(name="ln")(inputs))
     with pytest.raises(ValueError, match=r"No layer.*ln \(LayerNormalization\)"):
         quantize_aware(only_norm)
+
+
+def test_has_quantization_wrappers_by_class(tmp_path):
+    student = build("mlp")
+    qat = quantize_aware(student)
+    assert has_quantization_wrappers(qat) and not has_quantization_wrappers(student)
+    assert not has_quantization_wrappers(prune(student, end_step=4))
+    assert not has_quantization_wrappers(cluster(student, n_clusters=4))
+    # nested in another model, held by a Distiller, reloaded from .h5
+    inputs = keras.Input((8,))
+    outer = keras.Model(inputs, keras.layers.Dense(2)(qat(inputs)))
+    assert has_quantization_wrappers(outer)
+    assert has_quantization_wrappers(kd.Distiller(student=qat, teacher=None))
+    qat.save(tmp_path / "qat.h5")
+    with tfmot.quantization.keras.quantize_scope():
+        assert has_quantization_wrappers(keras.models.load_model(tmp_path / "qat.h5"))
+
+    # a layer that only has a TF-MOT class name does not count
+    named_like = type("QuantizeWrapper", (keras.layers.Layer,), {})
+    fake = keras.Model(inputs, named_like()(inputs))
+    assert not has_quantization_wrappers(fake) and not has_quantization_wrappers(object())
