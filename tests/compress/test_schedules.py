@@ -83,12 +83,9 @@ def _schedule(name):
 
 @pytest.mark.parametrize("name", ["constant", "polynomial"])
 def test_schedules_round_trip_their_config(name):
-    """The round trip of ``run_serialization_test``, in TF-MOT's form of the config.
-
-    TF-MOT's ``get_config`` returns the serialized form ``{"class_name", "config"}`` while its
-    ``from_config`` takes the inner ``config`` (see the xfail below), so the shared helper
-    cannot take these objects; this checks the same things on that form.
-    """
+    """TF-MOT's form of the config (``get_config`` returns ``{"class_name", "config"}``, its
+    ``from_config`` takes the inner ``config``) round-trips, and the clone gives the same
+    sparsity at every step."""
     schedule = _schedule(name)
     config = json.loads(json.dumps(schedule.get_config()))  # JSON-serializable
     assert config["class_name"] == type(schedule).__name__
@@ -114,11 +111,7 @@ def test_schedule_survives_a_pruning_wrapper_round_trip(name):
     assert restored.pruning_schedule.get_config() == wrapper.pruning_schedule.get_config()
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="TF-MOT schedules' get_config returns {'class_name', 'config'}, "
-                          "which their from_config does not take")
 @pytest.mark.parametrize("name", ["constant", "polynomial"])
 def test_shared_serialization_helper_on_tfmot_schedules(name):
-    # when this passes (TF-MOT or the helper changed), use the helper in the test above
-    with keras.utils.custom_object_scope(SCHEDULE_CLASSES):
-        run_serialization_test(_schedule(name))
+    clone = run_serialization_test(_schedule(name), custom_objects=SCHEDULE_CLASSES)
+    assert clone.get_config() == _schedule(name).get_config()
