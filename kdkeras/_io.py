@@ -48,8 +48,13 @@ def atomic_path(path: PathLike) -> Iterator[Path]:
     'done'
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=f".tmp{path.suffix}")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                    suffix=f".tmp{path.suffix}")
+    except OSError as e:  # name the file asked for, not the temporary one
+        raise OSError(e.errno, f"Cannot write {str(path)!r}: {e.strerror}. Choose a writable "
+                               "folder.") from None
     os.close(fd)
     tmp = Path(name)
     try:

@@ -139,3 +139,143 @@ def test_nan_alpha_is_refused():
     d = kd.Distiller(kd.build_mlp_student((4,), 3, hidden=()), teacher=None)
     with pytest.raises(ValueError, match=r"alpha must be a number in \[0, 1\]. Received: alpha=nan"):
         d.compile(optimizer="adam", alpha=math.nan)
+
+
+# --------------------------------------------------------------------------- export
+
+
+def _mlp(seed=0, inputs=6, classes=3):
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([keras.Input((inputs,)), keras.layers.Dense(16, activation="relu"),
+                             keras.layers.Dense(classes)])
+
+
+@pytest.mark.parametrize("where", ["one", "all"])
+def test_int8_export_refuses_non_finite_calibration_data(tmp_path, where):
+    x = np.random.default_rng(0).random((100, 6)).astype("float32")
+    if where == "one":
+        x[37, 2] = np.nan
+    else:
+        x[:] = np.nan
+    with pytest.raises(ValueError, match=r"representative_data holds \d+ NaN or infinite value\(s\), the first in example (37|0)"):
+        kd.export_tflite(_mlp(), tmp_path / "m.tflite", "int8", representative_data=x)
+    assert not (tmp_path / "m.tflite").exists()
+
+
+class _SwapMode(kd.export.QuantizationMode):
+    """A mode whose post-processing returns another model's file: what a broken quantizer
+    would ship. The self-check must refuse it."""
+
+    other: bytes = b""
+
+    def quantize(self, tflite_bytes, representative_dataset):
+        return type(self).other
+
+
+def test_export_refuses_a_file_that_disagrees_with_its_model_and_keeps_the_old_one(tmp_path):
+    x = np.random.default_rng(0).normal(size=(64, 6)).astype("float32") * 3
+    _SwapMode.other = kd.export.convert(_mlp(seed=7), "none", x)
+    target = tmp_path / "m.tflite"
+    target.write_bytes(b"old file")
+    with pytest.raises(ValueError, match=r"agrees with its model on only \d+\.\d% of \d+ calibration examples"):
+        kd.export_tflite(_mlp(seed=0), target, _SwapMode("swap", "broken"), representative_data=x)
+    assert target.read_bytes() == b"old file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.tflite"]
+    # the same file passes when the check is off on purpose
+    kd.export_tflite(_mlp(seed=0), target, _SwapMode("swap", "broken"), representative_data=x,
+                     min_agreement=None)
+
+
+def test_export_refuses_a_model_with_non_finite_outputs(tmp_path):
+    keras.utils.set_random_seed(0)
+    import tensorflow as tf
+
+    m = keras.Sequential([keras.Input((4,)), keras.layers.Lambda(lambda t: tf.sqrt(t - 2.0))])
+    x = np.ones((16, 4), "float32")
+    with pytest.raises(ValueError, match="gives NaN or infinite outputs on 16 of 16"):
+        kd.export_tflite(m, tmp_path / "inf.tflite", "none", representative_data=x)
+
+
+def test_export_to_a_folder_or_under_a_file_names_the_requested_path(tmp_path):
+    with pytest.raises(ValueError, match=r"path is a folder.*model\.tflite"):
+        kd.export_tflite(_mlp(), tmp_path)
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OSError, match=r"Cannot write '.*file/m\.tflite'"):
+        kd.export_tflite(_mlp(), blocker / "m.tflite")
+
+
+@pytest.fixture(scope="module")
+def small_file(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad_tflite")
+    m = _mlp()
+    x = np.random.default_rng(1).random((40, 6)).astype("float32")
+    path = kd.export_tflite(m, root / "m.tflite")
+    return path, m, x
+
+
+def test_evaluate_tflite_refuses_labels_outside_the_models_classes(small_file):
+    path, m, x = small_file
+    y = np.zeros(40, int)
+    y[3] = 7
+    with pytest.raises(ValueError, match="Label 7 is out of range for a model with 3 classes"):
+        kd.evaluate_tflite(path, x, y)
+    with pytest.raises(ValueError, match="one-hot rows of width 5 but the model has 3 classes"):
+        kd.evaluate_tflite(path, x, np.eye(5)[np.zeros(40, int)])
+
+
+def test_evaluate_tflite_refuses_nan_inputs(small_file):
+    path, m, x = small_file
+    with pytest.raises(ValueError, match=r"x holds 240 NaN or infinite value\(s\), the first in example 0"):
+        kd.evaluate_tflite(path, np.full_like(x, np.nan), np.zeros(40, int))
+
+
+def test_truncated_tflite_is_refused_naming_the_file(small_file, tmp_path):
+    path, _, x = small_file
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(open(path, "rb").read()[:200])
+    for call in (lambda: kd.inspect_tflite(cut), lambda: kd.benchmark_tflite(cut, runs=1),
+                 lambda: kd.evaluate_tflite(cut, x, np.zeros(40, int))):
+        with pytest.raises(ValueError, match=r"cannot load '.*cut\.tflite'.*truncated or corrupt"):
+            call()
+    tiny = tmp_path / "tiny.tflite"
+    tiny.write_bytes(b"TF")
+    with pytest.raises(ValueError, match=r"Not a TFLite file: it holds 2 byte\(s\).*tiny\.tflite"):
+        kd.inspect_tflite(tiny)
+
+
+@pytest.mark.parametrize("cmd", ["inspect", "bench", "eval"])
+def test_cli_on_a_truncated_tflite_exits_2_in_one_line(small_file, tmp_path, capsys, cmd):
+    from kdkeras.cli import main
+
+    path, _, x = small_file
+    cut = tmp_path / "cut.tflite"
+    cut.write_bytes(open(path, "rb").read()[:200])
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(40, int))
+    extra = ["--data", str(tmp_path / "d.npz")] if cmd == "eval" else []
+    assert main([cmd, str(cut), *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "cut.tflite" in err, err
+
+
+def test_cli_eval_with_a_keras_model_that_does_not_fit_the_data(small_file, tmp_path, capsys):
+    from kdkeras.cli import main
+
+    path, _, x = small_file
+    other = _mlp(inputs=9)
+    other.save(tmp_path / "other.keras")
+    np.savez(tmp_path / "d.npz", x=x, y=np.zeros(40, int))
+    code = main(["eval", path, "--data", str(tmp_path / "d.npz"), "--keras-model",
+                 str(tmp_path / "other.keras")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert "takes inputs of per-example shape (9,); x has (6,)" in err
+
+
+def test_android_bundle_is_world_readable(small_file, tmp_path):
+    import os
+    import stat
+
+    path, m, x = small_file
+    out = kd.export_android(path, tmp_path / "android", ["a", "b", "c"], "none")
+    assert stat.S_IMODE(os.stat(out).st_mode) == 0o755

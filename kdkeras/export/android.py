@@ -33,7 +33,8 @@ import numpy as np
 from kdkeras._io import atomic_replace_dir
 from kdkeras.export.evaluate import evaluate_tflite
 from kdkeras.export.modes import QuantizationMode, get_mode
-from kdkeras.export.tflite import check_tflite_file, convert
+from kdkeras.export.tflite import convert
+from kdkeras.export.tflite_file import check_tflite_file
 from kdkeras.export.tflite_info import inspect_tflite
 
 BUNDLE_FORMAT = "kdkeras-android-bundle"
@@ -158,6 +159,7 @@ def export_android(
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out_dir)}.tmp-")
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the bundle is as readable as the rest
     try:
         tflite_path = os.path.join(tmp, "model.tflite")
         with open(tflite_path, "wb") as f:

@@ -24,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from kdkeras.export.evaluate import make_interpreter, quantize_input
-from kdkeras.export.tflite import check_tflite_file
+from kdkeras.export.tflite_file import check_tflite_file
 from kdkeras.validation import check_int
 
 

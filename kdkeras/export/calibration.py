@@ -112,6 +112,14 @@ def representative_dataset(data: Any, model: Any, max_samples: Optional[int]) ->
         n = a.shape[0]
     if max_samples is not None:
         arrays = [a[:max_samples] for a in arrays]
+    for i, a in enumerate(arrays):
+        if a.dtype.kind == "f" and not np.all(np.isfinite(a)):
+            bad = np.argwhere(~np.isfinite(a))
+            where = f" (array {i})" if len(arrays) > 1 else ""
+            raise ValueError(
+                f"representative_data{where} holds {len(bad)} NaN or infinite value(s), the "
+                f"first in example {int(bad[0][0])}. Calibration would give the file broken "
+                "int8 ranges: pass finite examples, preprocessed like the training data.")
     arrays = [a.astype(np.float32) if a.dtype.kind == "f" else a for a in arrays]
     # The calibrator feeds the arrays as they are and refuses a dtype other than the input's:
     # int64 token ids (numpy's default integer) for an int32 Embedding input fail with
@@ -131,4 +139,16 @@ def representative_dataset(data: Any, model: Any, max_samples: Optional[int]) ->
     return gen
 
 
-__all__ = ["representative_dataset"]
+def check_inputs(data: Any, model: Any) -> Optional[np.ndarray]:
+    """The calibration examples the converted file is checked on: the single input array of
+    ``data`` as float32 (or its integer dtype), None for a callable, several inputs or none."""
+    if data is None or callable(data) or isinstance(data, dict):
+        return None
+    arrays = _as_input_list(data)
+    if len(arrays) != 1 or arrays[0].ndim == 0:
+        return None
+    a = arrays[0]
+    return a.astype(np.float32) if a.dtype.kind == "f" else a
+
+
+__all__ = ["representative_dataset", "check_inputs"]

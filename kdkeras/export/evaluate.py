@@ -23,15 +23,27 @@ from typing import Any, Dict, Optional
 
 import numpy as np
 
-from kdkeras.export.tflite import check_tflite_file
+from kdkeras.export.tflite_file import check_tflite_file
 from kdkeras.validation import check_int
 
 
 def make_interpreter(path: str, num_threads: Optional[int] = None) -> Any:
-    """An ``ai_edge_litert`` interpreter for the checked TFLite file ``path``."""
+    """An ``ai_edge_litert`` interpreter for the checked TFLite file ``path``, tensors allocated.
+
+    Raises:
+        ValueError: naming ``path`` when the interpreter cannot load it (truncated, overwritten).
+    """
     from ai_edge_litert.interpreter import Interpreter
 
-    return Interpreter(model_path=check_tflite_file(path), num_threads=num_threads)
+    path = check_tflite_file(path)
+    try:
+        interp = Interpreter(model_path=path, num_threads=num_threads)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise ValueError(f"The LiteRT interpreter cannot load {path!r}: {first}. The file is "
+                         "truncated or corrupt: export it again.") from None
+    return interp
 
 
 def quantize_input(x: np.ndarray, detail: Dict[str, Any]) -> np.ndarray:
@@ -132,6 +144,10 @@ def predict_tflite(path: str, x: np.ndarray, *, batch_size: int = 256) -> np.nda
         )
     if len(x) == 0:
         raise ValueError(f"x is empty. Received: x.shape={x.shape}. Pass at least one example.")
+    if x.dtype.kind == "f" and not np.all(np.isfinite(x)):
+        bad = np.argwhere(~np.isfinite(x.reshape(len(x), -1)))
+        raise ValueError(f"x holds {len(bad)} NaN or infinite value(s), the first in example "
+                         f"{int(bad[0][0])}. Pass finite inputs, preprocessed like the training data.")
     try:
         return _run_batches(path, x, batch_size)
     except (RuntimeError, ValueError):
@@ -139,11 +155,31 @@ def predict_tflite(path: str, x: np.ndarray, *, batch_size: int = 256) -> np.nda
         return _run_one_by_one(path, x)
 
 
-def _labels(y: np.ndarray) -> np.ndarray:
+def _labels(y: np.ndarray, num_classes: Optional[int] = None) -> np.ndarray:
+    """Class indices from integer or one-hot labels, checked against the model's classes."""
     y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"y must hold class indices or one-hot rows. Received: y.dtype={y.dtype} "
+                         f"(e.g. {y.ravel()[0].item()!r}).")
+    if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+        raise ValueError("y holds NaN or infinite labels. Received: first at index "
+                         f"{int(np.argwhere(~np.isfinite(y.reshape(len(y), -1)))[0][0])}.")
     if y.ndim >= 2 and y.shape[-1] > 1:
+        if num_classes is not None and y.shape[-1] != num_classes:
+            raise ValueError(f"y has one-hot rows of width {y.shape[-1]} but the model has "
+                             f"{num_classes} classes. Received: y.shape={y.shape}.")
         return y.argmax(-1)
-    return y.reshape(len(y)).astype(np.int64)
+    flat = y.reshape(len(y))
+    if flat.dtype.kind == "f" and not np.all(np.mod(flat, 1) == 0):
+        raise ValueError(f"y must hold class indices (whole numbers). Received: e.g. "
+                         f"{flat[np.mod(flat, 1) != 0][0]}.")
+    flat = flat.astype(np.int64)
+    if num_classes is not None and len(flat) and (flat.min() < 0 or flat.max() >= num_classes):
+        bad = int(flat.min() if flat.min() < 0 else flat.max())
+        raise ValueError(f"Label {bad} is out of range for a model with {num_classes} classes "
+                         f"(labels must be in [0, {num_classes - 1}]). Check that y belongs "
+                         "to this model's data set.")
+    return flat
 
 
 def top1(outputs: np.ndarray) -> np.ndarray:
@@ -161,6 +197,26 @@ def _first_output(out: Any) -> np.ndarray:
     if isinstance(out, dict):
         out = next(iter(out.values()))
     return out.numpy() if hasattr(out, "numpy") else np.asarray(out)
+
+
+def _check_input_shape(model: Any, x: Any) -> None:
+    """Refuses ``x`` whose per-example shape the model's (single) input cannot take, in one line
+    instead of Keras's trace."""
+    inputs = getattr(model, "inputs", None)
+    shapes = getattr(model, "input_shapes", None)  # a SavedModelFunction
+    if inputs and len(inputs) == 1:
+        expected = tuple(inputs[0].shape[1:])
+    elif shapes and len(shapes) == 1:
+        expected = tuple(shapes[0])
+    else:
+        return
+    expected = tuple(None if d is None else int(d) for d in expected)
+    got = tuple(np.shape(x)[1:])
+    if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
+        name = getattr(model, "name", type(model).__name__)
+        raise ValueError(f"The model {name!r} takes inputs of per-example shape {expected}; x has "
+                         f"{got} (array shape {np.shape(x)}). Pass data preprocessed for this "
+                         "model.")
 
 
 def predict_keras(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -190,6 +246,7 @@ def predict_keras(model: Any, x: np.ndarray, batch_size: int = 256) -> np.ndarra
     array([0., 2., 4., 6., 8.])
     """
     check_int(batch_size, "batch_size", 1)
+    _check_input_shape(model, x)
     if hasattr(model, "predict"):
         return _first_output(model.predict(x, batch_size=batch_size, verbose=0))
     if not callable(model):
@@ -238,9 +295,12 @@ def evaluate_tflite(
             f"x and y must have the same number of examples. Received: len(x)={len(x)}, "
             f"len(y)={len(y)}. Pass matching arrays (e.g. x_test, y_test from the same split)."
         )
-    pred = top1(predict_tflite(path, x, batch_size=batch_size))
+    out = predict_tflite(path, x, batch_size=batch_size)
+    width = int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
+    labels = _labels(y, 2 if width == 1 else width)
+    pred = top1(out)
     result: Dict[str, Any] = {
-        "accuracy": float(np.mean(pred == _labels(y))),
+        "accuracy": float(np.mean(pred == labels)),
         "n": int(len(x)),
         "agreement_with_keras": None,
         "keras_accuracy": None,
@@ -248,7 +308,7 @@ def evaluate_tflite(
     if keras_model is not None:
         ref = top1(predict_keras(keras_model, x.astype(np.float32), batch_size))
         result["agreement_with_keras"] = float(np.mean(pred == ref))
-        result["keras_accuracy"] = float(np.mean(ref == _labels(y)))
+        result["keras_accuracy"] = float(np.mean(ref == labels))
     return result
 
 

@@ -34,12 +34,12 @@ from typing import Any, Callable, Optional, Union
 
 from kdkeras._io import atomic_write_bytes
 from kdkeras._keras_kind import is_keras3_model, is_tf_keras_model
-from kdkeras.export.calibration import representative_dataset
+from kdkeras.export.calibration import check_inputs, representative_dataset
 from kdkeras.export.modes import QUANTIZATIONS, QuantizationMode, get_mode
+from kdkeras.export.selfcheck import MIN_AGREEMENT, check_exported
+from kdkeras.export.tflite_file import TFLITE_IDENTIFIER, check_tflite_file
 from kdkeras.models.loading import SavedModelFunction, load_model
 from kdkeras.validation import check_int
-
-TFLITE_IDENTIFIER = b"TFL3"
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -65,33 +65,6 @@ def _strip_pruning(model: Any) -> Any:
     from kdkeras.compress import strip
 
     return strip(model)
-
-
-# --------------------------------------------------------------------------- validation
-
-
-def check_tflite_file(path: PathLike) -> str:
-    """Checks that ``path`` is a TFLite flatbuffer ("TFL3" at bytes 4..8) and returns it.
-
-    Raises:
-        FileNotFoundError: if the file does not exist.
-        ValueError: naming the path, when it is not a TFLite file.
-    """
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise FileNotFoundError(
-            f"TFLite file not found. Received: path={path!r}. Export one first with "
-            "kdkeras.export_tflite(model, path) or `kdkeras export`."
-        )
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head[4:8] != TFLITE_IDENTIFIER:
-        raise ValueError(
-            f"Not a TFLite file: bytes 4..8 are {head[4:8]!r}, expected {TFLITE_IDENTIFIER!r}. "
-            f"Received: path={path!r}. Pass a .tflite file written by the TFLite converter "
-            "(kdkeras.export_tflite)."
-        )
-    return path
 
 
 # --------------------------------------------------------------------------- conversion
@@ -129,6 +102,7 @@ def convert(
     representative_data: Any = None,
     *,
     max_calibration_samples: Optional[int] = 500,
+    min_agreement: Optional[float] = MIN_AGREEMENT,
 ) -> bytes:
     """Converts ``model`` to TFLite flatbuffer bytes (no file written).
 
@@ -142,12 +116,17 @@ def convert(
             ai-edge-quantizer recipes, except for QAT models in the converter modes (see
             :meth:`QuantizationMode.requires_representative_data`).
         max_calibration_samples: Optional[int]. Use at most this many examples (default 500).
+        min_agreement: float or None. The converted file is checked before it is returned
+            (:mod:`kdkeras.export.selfcheck`): it must load in the LiteRT interpreter, give
+            finite outputs on the first calibration examples and agree with ``model``'s top-1
+            on at least this share of them (None: only the loading is checked).
 
     Returns:
         The ``.tflite`` bytes.
 
     Raises:
-        ValueError: unknown mode, missing or mis-shaped representative data.
+        ValueError: unknown mode, missing, mis-shaped or non-finite representative data.
+        ExportCheckError: (a ValueError) the converted file fails its check.
         TypeError: an object that is not a Keras model or a path.
     """
     mode = get_mode(quantization)
@@ -172,6 +151,11 @@ def convert(
     data = _convert_with(model, mode, rep, qat)
     if data[4:8] != TFLITE_IDENTIFIER:  # pragma: no cover - converter contract
         raise RuntimeError(f"The converter returned bytes that are not a TFLite file: {data[:8]!r}")
+    check_x = check_inputs(representative_data, model)
+    check_exported(data, None if min_agreement is None else model,
+                   None if min_agreement is None else check_x,
+                   min_agreement=min_agreement or 0.0,
+                   name=f"model {getattr(model, 'name', type(model).__name__)!r} ({mode.name})")
     return data
 
 
@@ -182,6 +166,7 @@ def export_tflite(
     representative_data: Any = None,
     *,
     max_calibration_samples: Optional[int] = 500,
+    min_agreement: Optional[float] = MIN_AGREEMENT,
 ) -> str:
     """Converts ``model`` and writes the ``.tflite`` file atomically.
 
@@ -195,12 +180,16 @@ def export_tflite(
             ``"dynamic_wi8_afp32"``, ``"static_wi8_ai8"``, ``"static_wi8_ai16"``; or a mode.
         representative_data: calibration inputs, see :func:`convert`.
         max_calibration_samples: Optional[int]. Use at most this many calibration examples.
+        min_agreement: float or None. The check of the converted file, see :func:`convert`;
+            a file that fails it is never written.
 
     Returns:
         ``path`` as a string.
 
     Raises:
-        ValueError: unknown mode, missing or mis-shaped representative data.
+        ValueError: unknown mode, missing, mis-shaped or non-finite representative data, a
+            ``path`` that is a folder, or a converted file that fails its check.
+        OSError: ``path``'s folder cannot be written (naming ``path``).
 
     Example:
 
@@ -209,11 +198,15 @@ def export_tflite(
     >>> kd.export_tflite(m, "/tmp/kd_doc/f32.tflite")
     '/tmp/kd_doc/f32.tflite'
     """
+    if os.path.isdir(path):
+        raise ValueError(f"path is a folder. Received: path={os.fspath(path)!r}. Give a file name, "
+                         f"e.g. {os.path.join(os.fspath(path), 'model.tflite')!r}.")
     data = convert(
         model,
         quantization,
         representative_data,
         max_calibration_samples=max_calibration_samples,
+        min_agreement=min_agreement,
     )
     return atomic_write_bytes(path, data)
 

@@ -21,7 +21,7 @@ from typing import Any, Dict, List
 
 import numpy as np
 
-from kdkeras.export.tflite import check_tflite_file
+from kdkeras.export.tflite_file import check_tflite_file
 
 
 def _op_names() -> Dict[int, str]:
@@ -98,11 +98,11 @@ def inspect_tflite(path: str) -> Dict[str, Any]:
     from kdkeras.export.evaluate import make_interpreter
 
     path = check_tflite_file(path)
+    interp = make_interpreter(path)  # first: it refuses a truncated file with a clear message
     with open(path, "rb") as f:
         data = f.read()
     model = schema.Model.GetRootAsModel(data, 0)
     tensor_count = sum(model.Subgraphs(s).TensorsLength() for s in range(model.SubgraphsLength()))
-    interp = make_interpreter(path)
     dtypes = collections.Counter(
         np.dtype(d["dtype"]).name for d in interp.get_tensor_details()
     )
