@@ -1,7 +1,8 @@
 """The typed configuration of ``kdkeras run``: one frozen dataclass per TOML section.
 
 Every key is optional; the defaults are the built-in Fashion-MNIST job. ``kdkeras init`` writes
-:func:`default_toml` (every key, its default and a comment) for the user to edit. Unknown keys
+:func:`kdkeras.pipeline.toml_format.default_toml` (every key, its default and a comment) for the
+user to edit. Unknown keys
 fail with the nearest valid one, wrong types with the key, the expected type and the value.
 """
 
@@ -10,9 +11,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-import textwrap
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List
 
 try:
     import tomllib
@@ -20,7 +20,7 @@ except ImportError:  # Python 3.10
     import tomli as tomllib
 
 from kdkeras import data as kd_data
-from kdkeras.validation import check_alpha, check_temperature
+from kdkeras.validation import check_alpha, check_number, check_temperature
 from kdkeras.models import BUILDERS
 
 
@@ -238,13 +238,11 @@ class RunConfig:
                     "prune.learning_rate": self.prune.learning_rate,
                     "qat.learning_rate": self.qat.learning_rate}
         for where, value in positive.items():
-            if value <= 0:
-                raise ValueError(f"{where} must be > 0. Received: {where}={value}")
+            check_number(value, where, low=0, low_open=True)  # NaN and inf refused too
         for where, value in (("seed", self.seed), ("data.n_train", d.n_train),
                              ("data.n_test", d.n_test), ("prune.min_params", self.prune.min_params),
                              ("min_steps", self.min_steps)):
-            if value < 0:
-                raise ValueError(f"{where} must be >= 0 (0: all for sizes). Received: {where}={value}")
+            check_number(value, where, low=0)  # 0: all, for the sizes
         if not 0 < d.test_fraction < 1:
             raise ValueError(f"data.test_fraction must be in (0, 1). Received: "
                              f"data.test_fraction={d.test_fraction}")
@@ -331,52 +329,3 @@ class RunConfig:
 def _relative_to(folder: Path, value: str) -> Path:
     p = Path(value).expanduser()
     return p if p.is_absolute() else folder / p
-
-
-# ---------------------------------------------------------------------------- kdkeras init
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return repr(value)
-    if isinstance(value, str):
-        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
-    raise TypeError(f"no TOML form for {value!r}")
-
-
-def _toml_lines(obj) -> List[str]:
-    lines = []
-    for f in dataclasses.fields(obj):
-        if f.name in SECTIONS:
-            continue
-        lines += ["# " + line for line in textwrap.wrap(f.metadata["doc"], 92)]
-        lines.append(f"{f.name} = {_toml_value(getattr(obj, f.name))}")
-    return lines
-
-
-def default_toml(cfg: "RunConfig | None" = None) -> str:
-    """The config as commented TOML (default: the built-in job), for ``kdkeras init``."""
-    cfg = cfg or RunConfig()
-    lines = ["# kdkeras run configuration. Every key is optional: delete what you do not change.",
-             "# Run it with: kdkeras run THIS_FILE --out DIR", ""]
-    lines += _toml_lines(cfg)
-    for name, cls in SECTIONS.items():
-        lines += ["", f"[{name}]", f"# {cls.__doc__.split(':', 1)[1].strip()}"]
-        lines += _toml_lines(getattr(cfg, name))
-    return "\n".join(lines) + "\n"
-
-
-def section_items(cfg: RunConfig) -> List[Tuple[str, Any]]:
-    """``(dotted key, value)`` for every key of ``cfg``, for the Markdown report."""
-    items = []
-    for f in dataclasses.fields(cfg):
-        value = getattr(cfg, f.name)
-        if f.name in SECTIONS:
-            items += [(f"{f.name}.{k}", v) for k, v in dataclasses.asdict(value).items()]
-        else:
-            items.append((f.name, value))
-    return items

@@ -3,53 +3,38 @@
 ``report.json`` = ``{"kdkeras_version", "dataset", "config", "models": [{"name", "format",
 "accuracy", "params", "nonzero_params", "size_bytes", "gzip_bytes", "latency_ms", "path"}]}``
 (``dataset``: the built-in name or the file/folder name) plus ``dataset_info`` (kind, sizes,
-classes, input shape), ``verify``, ``stages`` (seconds, reused) and ``seconds``. Every accuracy is measured on the
-held-out test split; the ``.tflite`` row on the file itself.
+classes, input shape), ``verify``, ``stages`` (seconds, reused) and ``seconds``. Every accuracy
+is measured on the held-out test split; the ``.tflite`` row on the file itself. The rows are
+measured by :mod:`kdkeras.pipeline.measure`; this module only writes and renders them.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import kdkeras
-from kdkeras._io import atomic_write_bytes
-from kdkeras.pipeline import stages as S
-from kdkeras.pipeline.config import RunConfig, _toml_value, section_items
+from kdkeras._io import atomic_path, atomic_write_bytes
+from kdkeras.data import SplitData
+from kdkeras.pipeline.config import RunConfig
+from kdkeras.pipeline.toml_format import config_toml
 
 MODEL_FIELDS = ("name", "format", "accuracy", "params", "nonzero_params", "size_bytes",
                 "gzip_bytes", "latency_ms", "path")
 
 
-def teacher_row(teacher, cfg: RunConfig, out: Path, data: S.RunData, runs: int) -> Dict[str, Any]:
-    """The teacher's row: its saved file (or the file it was loaded from), test accuracy."""
-    path = Path(cfg.teacher.path) if cfg.teacher.path else out / "teacher.keras"
-    model = getattr(teacher, "model", teacher)
-    logits = S.teacher_logits(teacher, data, cfg.batch_size, test=True)
-    acc = float((logits.argmax(-1) == data.y_test.reshape(-1)).mean())
-    row = S.keras_row("teacher", model, path, data, runs, acc=acc)
-    row["format"] = _format_of(path)
-    return row
-
-
-def _format_of(path: Path) -> str:
-    if path.is_dir():
-        return "keras_hub_preset" if (path / "metadata.json").exists() else "saved_model"
-    return path.suffix.lstrip(".") or "keras"
-
-
-def build_report(cfg: RunConfig, data: S.RunData, rows: List[Dict[str, Any]],
-                 results: Dict[str, Dict[str, Any]], timing: Dict[str, Any],
+def build_report(cfg: RunConfig, data: SplitData, rows: List[Dict[str, Any]],
+                 verify: Optional[Dict[str, Any]], timing: Dict[str, Any],
                  seconds: float) -> Dict[str, Any]:
+    """The ``report.json`` dict of a run: its data, config, model rows, verification, times."""
     return {
         "kdkeras_version": kdkeras.__version__,
         "dataset": data.name,
         "dataset_info": data.summary(),
         "config": cfg.to_dict(),
         "models": [{k: row[k] for k in MODEL_FIELDS} for row in rows],
-        "verify": results.get("verify"),
+        "verify": verify,
         "stages": timing,
         "seconds": round(seconds, 1),
     }
@@ -72,12 +57,17 @@ COLUMNS = [("model", "name", "str"), ("format", "format", "str"),
 
 
 def table_rows(report: Dict[str, Any]) -> List[List[str]]:
+    """The model rows as formatted strings, in ``COLUMNS`` order."""
     return [[m[key] if kind == "str" else _fmt(m[key], kind) for _, key, kind in COLUMNS]
             for m in report["models"]]
 
 
 def markdown(report: Dict[str, Any]) -> str:
-    """The report table and the config as Markdown."""
+    """The report table and the config as Markdown.
+
+    Only reads ``report`` (a ``report.json`` dict): its config is rendered as stored, not
+    rebuilt, so a report copied elsewhere renders without its data or models.
+    """
     ds = report["dataset_info"]
     lines = [
         f"# kdkeras run: {ds['name']} ({ds['n_train']:,} train / {ds['n_test']:,} test, "
@@ -101,19 +91,9 @@ def markdown(report: Dict[str, Any]) -> str:
     lines += ["", f"This run took {report['seconds']:.0f} s. Stage times, as computed (reused: "
                   f"in an earlier run): {stages}.", "", "## Config", "",
               "```toml"]
-    section = None
-    for key, value in section_items(_config_obj(report)):
-        head, _, name = key.rpartition(".")
-        if head != section and head:
-            lines += ["", f"[{head}]"]
-            section = head
-        lines.append(f"{name} = {_toml_value(value)}")
+    lines += config_toml(report["config"])
     lines += ["```", ""]
     return "\n".join(lines)
-
-
-def _config_obj(report: Dict[str, Any]) -> RunConfig:
-    return RunConfig.from_dict(report["config"])
 
 
 def plot(report: Dict[str, Any], path: Path) -> Path:
@@ -143,18 +123,16 @@ def plot(report: Dict[str, Any], path: Path) -> Path:
     ds = report["dataset_info"]
     fig.suptitle(f"kdkeras run: {ds['name']}, test accuracy vs size and vs latency")
     fig.tight_layout(rect=(0, 0, 0.78, 1))
-    tmp = path.with_name(path.stem + ".tmp" + path.suffix)
     try:
-        fig.savefig(tmp, dpi=110)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
     finally:
         plt.close(fig)
-        tmp.unlink(missing_ok=True)
     return path
 
 
 def write_report(report: Dict[str, Any], out: Path) -> None:
+    """``report.json``, ``report.md`` and ``report.png`` in ``out``, each written atomically."""
     atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     atomic_write_bytes(out / "report.md", markdown(report).encode())
     plot(report, out / "report.png")

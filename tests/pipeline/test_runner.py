@@ -1,67 +1,21 @@
-"""`kdkeras run` end to end on tiny data: artifacts, report, reuse, --force, Ctrl-C, determinism."""
+"""`kdkeras run` end to end on tiny data: artifacts, reuse, --force, Ctrl-C, determinism."""
 
 import json
 import shutil
-import struct
 
 import numpy as np
 import pytest
 
 from kdkeras import cli
-from kdkeras.export import evaluate_tflite
-from kdkeras.pipeline import RunConfig, VerificationError, run
+from kdkeras.pipeline import VerificationError, run
 from kdkeras.pipeline import stages as S
-
-NAMES = ["teacher", "student_scratch", "student_distilled", "student_pruned", "student_qat",
-         "student_tflite_int8"]
-FIELDS = {"name", "format", "accuracy", "params", "nonzero_params", "size_bytes", "gzip_bytes",
-          "latency_ms", "path"}
-CACHED = ["teacher", "logits", "scratch", "distill", "prune", "qat", "export", "verify", "android"]
-
-
-def tiny(**changes) -> RunConfig:
-    base = {"batch_size": 64, "min_steps": 0, "data": {"source": "digits"}, "teacher": {"epochs": 3},
-            "distill": {"epochs": 2, "learning_rate": 3e-3}, "prune": {"epochs": 1},
-            "qat": {"epochs": 1}, "verify": {"latency_runs": 5}}
-    for key, value in changes.items():
-        base[key] = {**base.get(key, {}), **value} if isinstance(value, dict) else value
-    return RunConfig.from_dict(base)
-
-
-class Log(list):
-    def __call__(self, line):
-        self.append(line)
-
-    def reused(self):
-        return [line.split("]", 1)[1].split(":")[0].strip() for line in self if ": reused" in line]
-
-
-@pytest.fixture(scope="module")
-def first_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    log = Log()
-    report = run(tiny(), out, log=log)
-    return out, report, log
+from tests.pipeline.runs import CACHED, NAMES, Log, tiny
 
 
 def _copy(first_run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(first_run[0], out)
     return out
-
-
-def test_report_has_the_contract_schema(first_run):
-    out, report, _ = first_run
-    on_disk = json.loads((out / "report.json").read_text())
-    assert on_disk["models"] == report["models"]
-    assert {"kdkeras_version", "dataset", "config", "models"} <= set(on_disk)
-    assert [m["name"] for m in on_disk["models"]] == NAMES
-    for m in on_disk["models"]:
-        assert set(m) == FIELDS, m["name"]
-        assert 0 <= m["accuracy"] <= 1 and m["params"] > 0 and m["latency_ms"] > 0
-        assert m["gzip_bytes"] > 0 and (out / m["name"]).with_suffix("").parent == out
-    assert on_disk["dataset"] == "digits" and on_disk["dataset_info"]["n_test"] == 450
-    assert on_disk["config"] == tiny().to_dict()
 
 
 def test_every_artifact_is_written_and_measured(first_run):
@@ -79,19 +33,6 @@ def test_every_artifact_is_written_and_measured(first_run):
     assert teacher["accuracy"] > 0.8
 
 
-def test_tflite_row_is_measured_on_the_file(first_run):
-    out, report, _ = first_run
-    row = report["models"][-1]
-    assert row["format"] == "tflite" and row["path"] == str(out / "student_tflite_int8.tflite")
-    data = S.load_data(tiny())
-    assert row["accuracy"] == evaluate_tflite(row["path"], data.x_test, data.y_test)["accuracy"]
-    v = report["verify"]
-    assert v["accuracy"] == row["accuracy"] and v["agreement_with_keras"] >= 0.9
-    assert row["size_bytes"] == (out / "student_tflite_int8.tflite").stat().st_size
-    qat = report["models"][-2]
-    assert row["size_bytes"] < qat["size_bytes"] / 3
-
-
 def test_android_bundle_holds_the_verified_file(first_run):
     out, report, _ = first_run
     bundle = out / "android"
@@ -99,18 +40,6 @@ def test_android_bundle_holds_the_verified_file(first_run):
     assert (bundle / "labels.txt").read_text().split() == [str(i) for i in range(10)]
     spec = json.loads((bundle / "model.json").read_text())
     assert spec["accuracy"] == report["models"][-1]["accuracy"] and spec["quantization"] == "int8"
-
-
-def test_markdown_and_plot(first_run):
-    out, report, _ = first_run
-    md = (out / "report.md").read_text()
-    for name in NAMES:
-        assert f"| {name} |" in md
-    assert "[prune]" in md and "sparsity = 0.8" in md
-    png = (out / "report.png").read_bytes()
-    assert png[:8] == b"\x89PNG\r\n\x1a\n"
-    width, height = struct.unpack(">II", png[16:24])
-    assert width > 800 and height > 300
 
 
 def test_rerun_reuses_every_finished_stage(first_run, tmp_path):
@@ -218,13 +147,26 @@ def test_ctrl_c_keeps_finished_stages_and_no_half_written_file(first_run, tmp_pa
     with pytest.raises(KeyboardInterrupt):
         run(tiny(), out, force=[], log=log)
     assert not (out / "student_qat.h5").exists()
-    assert not list(out.glob("*.tmp*")) and not (out / ".kdkeras" / "qat.json").exists()
+    assert not list(out.glob("*.tmp*")) and not list(out.glob(".*.tmp*"))
+    assert not (out / ".kdkeras" / "qat.json").exists()
     assert "interrupted: finished stages kept" in log[-1] and "prune" in log[-1]
     monkeypatch.setattr(S, "quantize_aware", real)
     log = Log()
     report = run(tiny(), out, log=log)
     assert log.reused() == ["teacher", "logits", "scratch", "distill", "prune"]  # qat on: redone
     assert [m["name"] for m in report["models"]] == NAMES
+
+
+def test_cleanup_removes_every_kind_of_temporary_file(tmp_path):
+    from kdkeras.pipeline.runner import Runner
+
+    leftovers = [".student_qat.h5.k2j3.tmp.h5", "student_pruned.tmp.keras", ".android.tmp-x1"]
+    kept = ["student_pruned.keras", "teacher_logits.npy"]
+    for name in leftovers + kept:
+        (tmp_path / name).write_text("x")
+    (tmp_path / ".report.png.ab.tmp.png").mkdir()  # a folder of that name goes too
+    Runner(tiny(), tmp_path, log=lambda *_: None).cleanup()
+    assert sorted(p.name for p in tmp_path.iterdir()) == kept
 
 
 def test_cli_config_file_seed_force_and_relative_paths(tmp_path, monkeypatch, capsys):
@@ -301,13 +243,6 @@ def test_same_seed_same_teacher_and_structure(first_run, tmp_path):
     assert report["verify"]["accuracy"] > 0.5
 
 
-def test_other_seed_other_split(first_run):
-    a = S.load_data(tiny())
-    b = S.load_data(tiny(seed=1))
-    assert not np.array_equal(a.y_test, b.y_test)
-    assert np.array_equal(a.y_test, S.load_data(tiny()).y_test)
-
-
 @pytest.mark.slow
 def test_cli_quick_default(tmp_path, capsys):
     assert cli.main(["run", "--quick", "--out", str(tmp_path)]) == 0
@@ -335,19 +270,6 @@ def test_min_steps_raises_the_epochs_on_a_small_data_set(tmp_path):
     assert sum("distill: epoch" in line for line in log) == 14
     rows = {m["name"]: m for m in report["models"]}
     assert rows["student_distilled"]["accuracy"] > 0.8 and rows["student_scratch"]["accuracy"] > 0.8
-
-
-def test_keras_bars_only_on_a_terminal_and_never_under_ci(monkeypatch):
-    from kdkeras.pipeline.runner import progress_verbosity
-
-    monkeypatch.delenv("CI", raising=False)
-    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
-    assert progress_verbosity() == 1
-    monkeypatch.setenv("CI", "true")
-    assert progress_verbosity() == 0
-    monkeypatch.delenv("CI")
-    monkeypatch.setattr("sys.stdout.isatty", lambda: False)
-    assert progress_verbosity() == 0
 
 
 def test_epoch_lines_replace_the_bars(tmp_path):

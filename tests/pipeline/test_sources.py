@@ -55,7 +55,7 @@ def test_text_folder_end_to_end(tmp_path):
 
 
 def test_keras_hub_preset_teacher_gets_raw_text(tmp_path):
-    from tests.test_teachers import _tiny_bert_classifier
+    from tests.distill.test_teachers import _tiny_bert_classifier
 
     task = _tiny_bert_classifier(num_classes=2)
     task.save_to_preset(str(tmp_path / "preset"))
@@ -70,7 +70,7 @@ def test_keras_hub_preset_teacher_gets_raw_text(tmp_path):
     cached = np.load(tmp_path / "out" / "teacher_logits.npy")
     from kdkeras.pipeline.stages import load_data
 
-    texts = load_data(cfg).texts
+    texts = load_data(cfg).texts_train
     np.testing.assert_allclose(cached[:4], task.predict(np.asarray(texts[:4]), verbose=0),
                                atol=1e-4)
     assert [m["name"] for m in report["models"]] == [

@@ -1,0 +1,119 @@
+"""Measurements of ``kdkeras run``: test accuracy, parameter counts, file sizes and latency of
+every model, as the rows of ``report.json``.
+
+Every accuracy is measured on the held-out test split; a ``.tflite`` row on the file itself.
+A row is ``{"name", "format", "accuracy", "params", "nonzero_params", "size_bytes",
+"gzip_bytes", "latency_ms", "path"}``.
+
+Example:
+
+>>> import tempfile, pathlib
+>>> folder = pathlib.Path(tempfile.mkdtemp())
+>>> _ = (folder / "a.bin").write_bytes(b"0" * 1000)
+>>> file_sizes(folder)["size_bytes"]
+1000
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import numpy as np
+
+from kdkeras.data import SplitData
+from kdkeras.models.loading import model_format
+from kdkeras.pipeline import stages as S
+
+
+def accuracy(model, x, y, batch_size: int = 1024) -> float:
+    """Top-1 test accuracy of a Keras model (or a callable returning logits)."""
+    from kdkeras.export import predict_keras, top1
+
+    return float(np.mean(top1(predict_keras(model, x, batch_size)) == np.reshape(y, -1)))
+
+
+def files_in(path: Path) -> List[Path]:
+    """``path`` itself, or every file under the folder ``path``, sorted."""
+    return sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+
+
+def file_sizes(path: str | os.PathLike) -> Dict[str, int]:
+    """``size_bytes`` and ``gzip_bytes`` (level 9) of a file, or summed over a folder."""
+    from kdkeras.export import gzip_size
+
+    size = gz = 0
+    for f in files_in(Path(path)):
+        raw = f.read_bytes()
+        size += len(raw)
+        gz += gzip_size(raw)
+    return {"size_bytes": size, "gzip_bytes": gz}
+
+
+def param_counts(model) -> Dict[str, Optional[int]]:
+    """``params`` and ``nonzero_params``: the model's own weights (TF-MOT bookkeeping excluded)."""
+    try:
+        from kdkeras.compress import sparsity_report
+
+        rep = sparsity_report(model)
+        return {"params": rep.total_params, "nonzero_params": rep.total_nonzeros}
+    except TypeError:  # not a tf-keras model: count every weight
+        weights = [np.asarray(w) for w in getattr(model, "weights", [])]
+        if not weights:
+            return {"params": None, "nonzero_params": None}
+        return {"params": int(sum(w.size for w in weights)),
+                "nonzero_params": int(sum(np.count_nonzero(w) for w in weights))}
+
+
+def keras_latency_ms(model, runs: int, input_shape=None) -> Optional[float]:
+    """Median batch-1 latency of a Keras model (None when it takes raw strings)."""
+    from kdkeras.export import benchmark_keras
+
+    if getattr(model, "preprocessor", None) is not None or not hasattr(model, "inputs"):
+        return None
+    try:
+        return float(benchmark_keras(model, input_shape=input_shape, warmup=5, runs=runs).median_ms)
+    except ValueError:  # e.g. several inputs: the report says "–" rather than failing
+        return None
+
+
+def keras_row(name: str, model, path: str | os.PathLike, data: SplitData, runs: int,
+              acc: Optional[float] = None) -> Dict[str, Any]:
+    """One ``report.json`` row for a Keras model, measured on the test split."""
+    return {
+        "name": name,
+        "format": Path(path).suffix.lstrip(".") or "keras",
+        "accuracy": accuracy(model, data.x_test, data.y_test) if acc is None else acc,
+        **param_counts(model),
+        **file_sizes(path),
+        "latency_ms": keras_latency_ms(model, runs, tuple(data.x_train.shape[1:])),
+        "path": str(path),
+    }
+
+
+def teacher_row(teacher, path: str | os.PathLike, data: SplitData, batch_size: int,
+                runs: int) -> Dict[str, Any]:
+    """The teacher's row: its file ``path`` (saved, or the one it was loaded from), its test
+    accuracy from its logits (raw strings for a keras-hub task)."""
+    model = getattr(teacher, "model", teacher)
+    logits = S.teacher_logits(teacher, data, batch_size, test=True)
+    acc = float((logits.argmax(-1) == data.y_test.reshape(-1)).mean())
+    row = keras_row("teacher", model, path, data, runs, acc=acc)
+    row["format"] = model_format(path)
+    return row
+
+
+def tflite_row(name: str, path: str, source_model, accuracy_: float, runs: int) -> Dict[str, Any]:
+    """One ``report.json`` row for a ``.tflite`` file: accuracy and latency of the file itself."""
+    from kdkeras.export import benchmark_tflite
+
+    return {
+        "name": name,
+        "format": "tflite",
+        "accuracy": accuracy_,
+        **param_counts(source_model),
+        **file_sizes(path),
+        "latency_ms": float(benchmark_tflite(path, num_threads=1, warmup=10, runs=runs).median_ms),
+        "path": str(path),
+    }

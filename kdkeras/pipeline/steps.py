@@ -1,0 +1,260 @@
+"""The stage bodies of ``kdkeras run``, as the stage graph (:mod:`kdkeras.pipeline.graph`) runs
+them: each takes a :class:`Context` and returns the stage's output (a model, an array, a path,
+a result dict, the report).
+
+A step says what it does (one progress line), fetches what it needs with ``ctx.get(name)`` and
+calls a plain function of :mod:`kdkeras.pipeline.stages`. Saving, loading and reusing are the
+runner's, driven by each stage's declaration; the save and load functions, and the report row of
+every model, are here beside the steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+import warnings
+from pathlib import Path
+from typing import Any, Callable, Dict, Optional, Sequence
+
+from kdkeras._io import atomic_path
+from kdkeras.data import SplitData
+from kdkeras.distill import load_teacher_logits, save_teacher_logits
+from kdkeras.models import load_model
+from kdkeras.pipeline import measure as M
+from kdkeras.pipeline import report as R
+from kdkeras.pipeline import stages as S
+from kdkeras.pipeline.config import RunConfig
+
+
+class VerificationError(RuntimeError):
+    """The exported file's accuracy fell more than ``verify.max_accuracy_drop`` below its model."""
+
+
+@dataclasses.dataclass
+class Context:
+    """What a step gets: the config, the output folder, the upstream outputs and the log.
+
+    Attributes:
+        cfg: RunConfig. The run's configuration.
+        out: Path. The output folder.
+        get: ``get(name)`` is the output of stage ``name`` (loaded from its artifact when reused).
+        say: a progress line (prefixed with the elapsed time).
+        log: a raw log line (per-epoch lines).
+        verbose: int. Keras ``fit`` verbosity (0: one log line per epoch instead).
+        stages: the enabled stage declarations, in order.
+        timing: ``{stage: {"seconds", "reused"}}`` of the stages run so far.
+        start: float. When the run started (``time.time()``).
+    """
+
+    cfg: RunConfig
+    out: Path
+    get: Callable[[str], Any]
+    say: Callable[[str], None]
+    log: Callable[[str], None]
+    verbose: int
+    stages: Sequence[Any]
+    timing: Dict[str, Dict[str, Any]]
+    start: float
+
+    @property
+    def data(self) -> SplitData:
+        return self.get("data")
+
+    def enabled(self, name: str) -> bool:
+        return any(s.name == name for s in self.stages)
+
+    def callbacks(self, stage: str) -> list:
+        """Keras callbacks of a training stage: one log line per epoch when bars are off."""
+        return [] if self.verbose else [S.EpochLog(self.log, stage)]
+
+    def epochs(self, configured: int) -> str:
+        """The epochs a training stage runs, and why when ``min_steps`` raised them."""
+        n = S.epochs_for(self.cfg, configured, len(self.data.x_train))
+        return str(n) if n == configured else f"{n} (min_steps = {self.cfg.min_steps})"
+
+
+# ----------------------------------------------------------------------------- sources, files
+def qat_source(cfg: RunConfig) -> str:
+    """The stage whose student QAT fine-tunes: prune when it runs, else distill."""
+    return "prune" if cfg.prune.enabled else "distill"
+
+
+def export_source(cfg: RunConfig) -> str:
+    """The stage whose student is exported: the last enabled student stage."""
+    return "qat" if cfg.qat.enabled else ("prune" if cfg.prune.enabled else "distill")
+
+
+def tflite_name(cfg: RunConfig) -> str:
+    return f"student_tflite_{cfg.export.quantization}.tflite"
+
+
+def teacher_files(cfg: RunConfig) -> tuple:
+    """A trained teacher is saved; a loaded one stays where it is."""
+    return () if cfg.teacher.path else ("teacher.keras",)
+
+
+def tflite_files(cfg: RunConfig) -> tuple:
+    return (tflite_name(cfg),)
+
+
+def save_model(model, path: Path) -> Path:
+    """Saves ``model`` (weights and architecture, no optimizer state) to ``path`` atomically."""
+    optimizer = getattr(model, "optimizer", None)
+    try:
+        model.optimizer = None  # the .keras format has no include_optimizer=False
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*HDF5 file.*legacy")
+            with atomic_path(path) as tmp:
+                model.save(tmp)
+    finally:
+        model.optimizer = optimizer
+    return path
+
+
+def save_logits(logits, path: Path) -> None:
+    save_teacher_logits(path, logits)
+
+
+def load_keras(ctx: Context, path: Optional[Path]):
+    return load_model(str(path))
+
+
+def load_teacher(ctx: Context, path: Optional[Path]):
+    return S.load_teacher(ctx.cfg) if ctx.cfg.teacher.path else load_model(str(path))
+
+
+def load_logits(ctx: Context, path: Optional[Path]):
+    return load_teacher_logits(path)
+
+
+def load_path(ctx: Context, path: Optional[Path]) -> str:
+    return str(path)
+
+
+# ----------------------------------------------------------------------------- the steps
+def run_data(ctx: Context) -> SplitData:
+    ctx.say(f"data: load {ctx.cfg.data.source}")
+    data = S.load_data(ctx.cfg)
+    S.check_models(ctx.cfg, data)
+    s = data.summary()
+    ctx.say(f"data: {s['n_train']:,} training / {s['n_test']:,} test examples, "
+            f"{s['num_classes']} classes, input {tuple(s['input_shape'])} ({s['kind']})")
+    return data
+
+
+def run_teacher(ctx: Context):
+    t = ctx.cfg.teacher
+    if t.path:
+        ctx.say(f"teacher: load {t.path}")
+        return S.load_teacher(ctx.cfg)
+    ctx.say(f"teacher: train {S.builder_name('teacher', t.builder, ctx.data)} for "
+            f"{ctx.epochs(t.epochs)} epochs")
+    return S.train_teacher(ctx.cfg, ctx.data, ctx.callbacks("teacher"), ctx.verbose)
+
+
+def run_logits(ctx: Context):
+    ctx.say("logits: cache the teacher's logits on the training split")
+    data = ctx.data
+    logits = S.teacher_logits(ctx.get("teacher"), data, ctx.cfg.batch_size)
+    if logits.shape != (len(data.x_train), data.num_classes):
+        raise ValueError(f"The teacher gives logits of shape {logits.shape[1:]} per example; "
+                         f"the data set has {data.num_classes} classes. Use a teacher "
+                         "trained on these classes.")
+    return logits
+
+
+def run_scratch(ctx: Context):
+    ctx.say(f"scratch: train the student on hard labels for "
+            f"{ctx.epochs(ctx.cfg.distill.epochs)} epochs")
+    return S.train_scratch(ctx.cfg, ctx.data, ctx.callbacks("scratch"), ctx.verbose)
+
+
+def run_distill(ctx: Context):
+    d = ctx.cfg.distill
+    ctx.say(f"distill: {ctx.epochs(d.epochs)} epochs, alpha {d.alpha}, "
+            f"temperature {d.temperature}")
+    return S.distill(ctx.cfg, ctx.data, ctx.get("logits"), ctx.callbacks("distill"), ctx.verbose)
+
+
+def run_prune(ctx: Context):
+    p = ctx.cfg.prune
+    kept = list(p.skip) + list(S.small_layers(ctx.get("distill"), p.min_params, p.skip))
+    ctx.say(f"prune: to {p.sparsity:.0%} sparsity, {ctx.epochs(p.epochs)} epochs of "
+            "distillation"
+            + (f"; not pruned: {', '.join(kept)} (prune.skip, or fewer than "
+               f"prune.min_params = {p.min_params} weights)" if kept else ""))
+    return S.prune(ctx.cfg, ctx.get("distill"), ctx.data, ctx.get("logits"),
+                   ctx.callbacks("prune"), ctx.verbose)
+
+
+def run_qat(ctx: Context):
+    src = qat_source(ctx.cfg)
+    ctx.say(f"qat: int8 quantization-aware training of the {src} student, "
+            f"{ctx.epochs(ctx.cfg.qat.epochs)} epochs of distillation")
+    return S.quantize_aware(ctx.cfg, ctx.get(src), ctx.data, ctx.get("logits"),
+                            src == "prune", ctx.callbacks("qat"), ctx.verbose)
+
+
+def run_export(ctx: Context) -> str:
+    src, name = export_source(ctx.cfg), tflite_name(ctx.cfg)
+    ctx.say(f"export: {src} student -> {name}")
+    return S.export(ctx.cfg, ctx.get(src), ctx.data, ctx.out / name)
+
+
+def run_verify(ctx: Context) -> Dict[str, Any]:
+    ctx.say(f"verify: {tflite_name(ctx.cfg)} on {len(ctx.data.x_test):,} test examples")
+    result = S.verify(ctx.cfg, ctx.get("export"), ctx.get(export_source(ctx.cfg)), ctx.data)
+    ctx.say(f"verify: .tflite accuracy {100 * result['accuracy']:.2f}% vs Keras "
+            f"{100 * result['keras_accuracy']:.2f}%, top-1 agreement "
+            f"{100 * result['agreement_with_keras']:.2f}%")
+    return result
+
+
+def run_android(ctx: Context) -> str:
+    ctx.say("android: bundle model.tflite, labels.txt, model.json")
+    return S.android(ctx.cfg, ctx.get("export"), ctx.data, ctx.out / "android")
+
+
+def run_report(ctx: Context) -> Dict[str, Any]:
+    ctx.say("report: measure every model on the test split")
+    rows = [stage.row(ctx, stage) for stage in ctx.stages if stage.row is not None]
+    verify = ctx.get("verify") if ctx.enabled("verify") else None
+    report = R.build_report(ctx.cfg, ctx.data, rows, verify, ctx.timing,
+                            time.time() - ctx.start)
+    R.write_report(report, ctx.out)
+    ctx.say(f"report: {ctx.out / 'report.md'}, report.json, report.png")
+    return report
+
+
+def check_verified(cfg: RunConfig, verify: Optional[Dict[str, Any]], out: Path) -> None:
+    """Raises :class:`VerificationError` when the ``.tflite`` file lost too much accuracy."""
+    if verify and verify["accuracy_drop"] > cfg.verify.max_accuracy_drop:
+        raise VerificationError(
+            f"The exported .tflite file scores {100 * verify['accuracy']:.2f}% on the test split, "
+            f"{100 * verify['accuracy_drop']:.2f} points below its Keras model "
+            f"({100 * verify['keras_accuracy']:.2f}%), more than verify.max_accuracy_drop = "
+            f"{cfg.verify.max_accuracy_drop}. The report is in {out}; try "
+            "export.quantization = \"dynamic\" or more calibration samples."
+        )
+
+
+# ----------------------------------------------------------------------------- report rows
+def teacher_row(ctx: Context, stage) -> Dict[str, Any]:
+    cfg = ctx.cfg
+    path = Path(cfg.teacher.path) if cfg.teacher.path else ctx.out / stage.files(cfg)[0]
+    return M.teacher_row(ctx.get(stage.name), path, ctx.data, cfg.batch_size,
+                         cfg.verify.latency_runs)
+
+
+def model_row(ctx: Context, stage) -> Dict[str, Any]:
+    return M.keras_row(stage.model, ctx.get(stage.name), ctx.out / stage.files(ctx.cfg)[0],
+                       ctx.data, ctx.cfg.verify.latency_runs)
+
+
+def tflite_row(ctx: Context, stage) -> Dict[str, Any]:
+    cfg, path = ctx.cfg, ctx.get(stage.name)
+    source = ctx.get(export_source(cfg))
+    verify = ctx.get("verify") if ctx.enabled("verify") else None
+    acc = verify["accuracy"] if verify else S.verify(cfg, path, source, ctx.data)["accuracy"]
+    return M.tflite_row(Path(tflite_name(cfg)).stem, path, source, acc, cfg.verify.latency_runs)
+

@@ -1,0 +1,121 @@
+"""The stage functions alone, on small data: data subsets, epochs, builders, layers kept
+from pruning, the teacher's inputs."""
+
+import numpy as np
+import pytest
+import tf_keras as keras
+
+from kdkeras.data import SplitData, load_builtin, subset_indices
+from kdkeras.pipeline import RunConfig
+from kdkeras.pipeline import stages as S
+from tests.pipeline.runs import tiny
+
+
+def test_other_seed_other_split():
+    a = S.load_data(tiny())
+    b = S.load_data(tiny(seed=1))
+    assert not np.array_equal(a.y_test, b.y_test)
+    assert np.array_equal(a.y_test, S.load_data(tiny()).y_test)
+
+
+def test_load_data_draws_the_configured_subsets():
+    data = S.load_data(tiny(seed=3, data={"n_train": 100, "n_test": 40}))
+    full = load_builtin("digits", seed=3)
+    assert isinstance(data, SplitData) and data.name == "digits" and data.kind == "images"
+    assert (len(data.x_train), len(data.x_test)) == (100, 40)
+    train = subset_indices(len(full.x_train), 100, 3)  # train: the seed, test: the seed + 1
+    test = subset_indices(len(full.x_test), 40, 4)
+    np.testing.assert_array_equal(data.x_train, full.x_train[train])
+    np.testing.assert_array_equal(data.y_test, full.y_test[test])
+    assert data.summary() == {"name": "digits", "kind": "images", "n_train": 100, "n_test": 40,
+                              "num_classes": 10, "input_shape": [8, 8, 1]}
+
+
+def test_load_data_of_a_text_folder_keeps_texts_with_their_ids(tmp_path):
+    for label, word in (("neg", "bad"), ("pos", "good")):
+        (tmp_path / "src" / label).mkdir(parents=True)
+        for i in range(12):
+            (tmp_path / "src" / label / f"{i}.txt").write_text(f"{word} film number{i}")
+    cfg = RunConfig.from_dict({"data": {"source": str(tmp_path / "src"), "n_train": 10,
+                                        "sequence_length": 4}})
+    data = S.load_data(cfg)
+    assert data.name == "src" and data.kind == "text" and data.x_train.shape == (10, 4)
+    assert isinstance(data.texts_train, list) and len(data.texts_train) == 10
+    for ids, text in zip(data.x_train, data.texts_train):  # the subset moved the texts too
+        words = [data.vocabulary[i] for i in ids if i]
+        assert words == text.split()[: len(words)]
+
+
+@pytest.mark.parametrize("min_steps,epochs,n,expected", [
+    (0, 3, 1347, 3),  # 0: the epochs as given
+    (300, 1, 1347, 14),  # 22 steps per epoch: 14 epochs reach 300 steps
+    (300, 20, 1347, 20),  # never lowered
+    (300, 1, 100_000, 1),
+    (10, 1, 5, 10),  # one step per epoch
+])
+def test_epochs_for(min_steps, epochs, n, expected):
+    assert S.epochs_for(tiny(min_steps=min_steps), epochs, n) == expected
+
+
+def _data(kind, shape=(6,), vocabulary=None):
+    x = np.zeros((4,) + shape, "float32")
+    return SplitData(x, np.arange(4) % 2, x, np.arange(4) % 2, ["a", "b"], kind,
+                     vocabulary=vocabulary)
+
+
+def test_auto_builders_follow_the_kind_of_data():
+    assert S.builder_name("teacher", "auto", _data("images")) == "cnn_teacher"
+    assert S.builder_name("student", "auto", _data("images")) == "cnn"
+    assert S.builder_name("student", "auto", _data("text")) == "text"
+    assert S.builder_name("student", "mlp", _data("images")) == "mlp"
+    fn, name, kwargs = S.resolve_builder("student", "auto", {}, _data("features"))
+    assert name == "mlp" and kwargs == {"hidden": [32]}
+    _, _, kwargs = S.resolve_builder("teacher", "auto", {"hidden": [8]}, _data("features"))
+    assert kwargs == {"hidden": [8]}  # the config's arguments win over auto's
+
+
+def test_text_builders_get_the_vocabulary_size():
+    data = _data("text", (5,), vocabulary=["", "[UNK]", "a", "b"])
+    _, name, kwargs = S.resolve_builder("student", "auto", {}, data)
+    assert name == "text" and kwargs == {"vocab_size": 4}
+    model = S.build_model("student", "auto", {"embed_dim": 8}, data, seed=0)
+    assert model.input_shape == (None, 5) and model.output_shape == (None, 2)
+
+
+def test_builder_arguments_are_checked():
+    with pytest.raises(ValueError, match=r"student.kwargs: builder 'mlp' takes no argument "
+                                         r"\['filters'\]. It takes: hidden, name"):
+        S.resolve_builder("student", "mlp", {"filters": 3}, _data("features"))
+
+
+def test_build_model_is_seeded():
+    a = S.build_model("student", "mlp", {"hidden": [8]}, _data("features"), seed=1)
+    b = S.build_model("student", "mlp", {"hidden": [8]}, _data("features"), seed=1)
+    assert all(np.array_equal(u, v) for u, v in zip(a.get_weights(), b.get_weights()))
+
+
+def _two_dense(small_units=2):
+    inputs = keras.Input((100,))
+    hidden = keras.layers.Dense(50, name="big")(inputs)  # 5,050 weights
+    return keras.Model(inputs, keras.layers.Dense(small_units, name="head")(hidden))
+
+
+def test_small_layers_are_kept_from_pruning():
+    model = _two_dense()  # head: 102 weights
+    assert S.small_layers(model, 1000) == ("head",)
+    assert S.small_layers(model, 0) == ()
+    assert S.small_layers(model, 10_000) == ()  # every layer small: the model is pruned whole
+    assert S.small_layers(model, 1000, skip=("big",)) == ()  # nothing left to prune otherwise
+
+
+def test_teacher_inputs_are_raw_text_only_for_a_task_with_a_preprocessor():
+    data = _data("text", (5,), vocabulary=["", "[UNK]"])
+    data.texts_train, data.texts_test = ["a b", "c", "d", "e f"], ["x", "y", "z", "w"]
+
+    class Task:
+        preprocessor = object()
+
+    raw = S.teacher_inputs(Task(), data)
+    assert isinstance(raw, np.ndarray) and raw.dtype == object and list(raw) == data.texts_train
+    assert list(S.teacher_inputs(Task(), data, test=True)) == data.texts_test
+    assert S.teacher_inputs(_two_dense(), data) is data.x_train
