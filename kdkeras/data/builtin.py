@@ -149,6 +149,9 @@ def digits(test_size: float = 0.25, seed: int = 0) -> Tuple[Split, Split]:
     return (xa, ya), (xb, yb)
 
 
+#: The raw pixel range of each built-in set: its images are ``raw / RAW_SCALE[name]``.
+RAW_SCALE = {"fashion_mnist": 255.0, "digits": 16.0}
+
 CLASS_NAMES = {"fashion_mnist": FASHION_MNIST_CLASSES, "digits": tuple(str(i) for i in range(10))}
 
 
@@ -165,4 +168,5 @@ def load_builtin(name: str, seed: int = 0) -> SplitData:
         ValueError: an unknown name, with the known ones.
     """
     (x, y), (xt, yt) = DATASETS.get(name)(seed=seed)
-    return SplitData(x, y, xt, yt, list(class_names(name)), "images", name=name)
+    return SplitData(x, y, xt, yt, list(class_names(name)), "images", name=name,
+                     normalization={"mean": 0.0, "std": RAW_SCALE[name]})

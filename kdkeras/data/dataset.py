@@ -36,6 +36,10 @@ class SplitData:
         vocabulary: Optional[List[str]]. Text only: ``vocabulary[i]`` is the word of token id
             ``i``; id 0 is ``""`` (padding), id 1 ``"[UNK]"``.
         name: str. The built-in name or the source file/folder name (reports).
+        normalization: Optional[dict]. How the raw inputs became ``x``: ``x = (raw - mean) /
+            std`` with ``{"mean": m, "std": s}`` (``{"mean": 0, "std": 255}`` for uint8
+            pixels scaled to [0, 1]); what an app must do to its raw inputs (the Android
+            bundle's ``model.json``). None for token ids (text).
 
     Example:
 
@@ -56,6 +60,7 @@ class SplitData:
     texts_test: Optional[List[str]] = None
     vocabulary: Optional[List[str]] = None
     name: str = ""
+    normalization: Optional[Dict[str, Any]] = None
 
     @property
     def num_classes(self) -> int:

@@ -106,6 +106,11 @@ def _npz_x(x: np.ndarray, key: str, source: str) -> Tuple[np.ndarray, str]:
     )
 
 
+def _scaling(raw: np.ndarray) -> dict:
+    """``x = (raw - mean) / std`` as :func:`_npz_x` computes it: uint8 images are divided by 255."""
+    return {"mean": 0.0, "std": 255.0 if raw.dtype == np.uint8 and raw.ndim in (3, 4) else 1.0}
+
+
 def _npz_y(y: np.ndarray, key: str, n: int, source: str) -> np.ndarray:
     if y.ndim == 2 and y.shape[1] == 1:
         y = y[:, 0]
@@ -153,13 +158,14 @@ def _load_npz(source: str, test_fraction: float, seed: int) -> SplitData:
         return finish(
             {"train": x_train, "test": x_test},
             {"train": list(y_train.tolist()), "test": list(y_test.tolist())},
-            kind, source, test_fraction, seed, 1, 3, names,
+            kind, source, test_fraction, seed, 1, 3, names, _scaling(arrays["x_train"]),
         )
     if "x" in arrays and "y" in arrays:
         x, kind = _npz_x(arrays["x"], "x", source)
         y = _npz_y(arrays["y"], "y", len(x), source)
         return finish(
-            {"all": x}, {"all": list(y.tolist())}, kind, source, test_fraction, seed, 1, 3, names
+            {"all": x}, {"all": list(y.tolist())}, kind, source, test_fraction, seed, 1, 3, names,
+            _scaling(arrays["x"]),
         )
     raise ValueError(
         f"The .npz file has keys {sorted(arrays)}; expected {_NPZ_KEYS}, and optionally "

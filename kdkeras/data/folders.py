@@ -137,5 +137,5 @@ def load_directory(
         labels[split] = ys
     return finish(
         examples, labels, kind, source, test_fraction, seed, sequence_length, max_tokens,
-        class_names=names,
+        class_names=names, normalization={"mean": 0.0, "std": 255.0},  # pixels / 255
     )

@@ -121,8 +121,13 @@ def finish(
     sequence_length: int,
     max_tokens: int,
     class_names: Optional[Sequence[str]] = None,
+    normalization: Optional[Dict[str, float]] = None,
 ) -> SplitData:
-    """Encodes labels, splits (unless ``"test"`` is given) and tokenizes text."""
+    """Encodes labels, splits (unless ``"test"`` is given) and tokenizes text.
+
+    ``normalization`` says how the loader scaled raw inputs (``x = (raw - mean) / std``);
+    None means unscaled (``{"mean": 0, "std": 1}``) for numbers and nothing for text.
+    """
     if "test" in raw_labels:
         n_train = len(raw_labels["train"])
         y_all, names = encode_labels(
@@ -147,6 +152,7 @@ def finish(
     data = SplitData(
         x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test,
         class_names=list(names), kind=kind,
+        normalization=None if kind == "text" else dict(normalization or {"mean": 0.0, "std": 1.0}),
     )
     if kind == "text":
         data.texts_train, data.texts_test = list(x_train), list(x_test)

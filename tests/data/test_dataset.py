@@ -41,3 +41,23 @@ def test_subset_keeps_rows_labels_and_texts_aligned_and_leaves_the_original():
     assert s.texts_train == [f"t{i}" for i in rows]
     np.testing.assert_array_equal(s.x_train, d.subset(n_train=4, n_test=3, seed=5).x_train)
     assert d.subset(n_train=0).x_train is d.x_train    # 0: all
+
+
+def test_every_loader_says_how_it_scaled_the_raw_inputs(tmp_path):
+    from kdkeras.data import load_builtin, load_files
+
+    digits = load_builtin("digits")
+    assert digits.normalization == {"mean": 0.0, "std": 16.0}
+    from sklearn.datasets import load_digits
+
+    raw = load_digits().images.astype("float32")[..., None]
+    # (raw - mean) / std gives exactly what the model was trained on
+    assert np.isclose(((raw - 0.0) / 16.0).sum(), digits.x_train.sum() + digits.x_test.sum())
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "u8.npz", x=rng.integers(0, 256, (20, 4, 4), dtype=np.uint8),
+             y=np.arange(20) % 2)
+    np.savez(tmp_path / "f.npz", x=rng.random((20, 3)), y=np.arange(20) % 2)
+    assert load_files(tmp_path / "u8.npz").normalization == {"mean": 0.0, "std": 255.0}
+    assert load_files(tmp_path / "f.npz").normalization == {"mean": 0.0, "std": 1.0}
+    (tmp_path / "t.csv").write_text("text,label\n" + "".join(f"w{i} x,{i % 2}\n" for i in range(10)))
+    assert load_files(tmp_path / "t.csv").normalization is None
