@@ -62,21 +62,28 @@ def check_number(value: Any, name: str, *, low: float = -math.inf, high: float =
         ok = (value > low if low_open else value >= low) and (
             value < high if high_open else value <= high)
     if not ok:
+        low, high = _bound(low), _bound(high)
         lo = "(" if low_open else "["
         hi = ")" if high_open else "]"
         if low == -math.inf and high == math.inf:
             where = "a finite number"
         elif high == math.inf:
-            where = f"{'>' if low_open else '>='} {low:g}"
+            where = f"{'>' if low_open else '>='} {low}"
         elif low == -math.inf:
-            where = f"{'<' if high_open else '<='} {high:g}"
+            where = f"{'<' if high_open else '<='} {high}"
         else:
-            where = f"a number in {lo}{low:g}, {high:g}{hi}"
+            where = f"a number in {lo}{low}, {high}{hi}"
         finite = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
         if not finite and not where.startswith("a "):
             where = f"a finite number {where}"
         raise ValueError(f"{name} must be {where}. Received: {name}={value!r}")
     return float(value)
+
+
+def _bound(b: float):
+    """A range bound as written: ``255`` rather than ``255.0``, ``2147483647`` rather than
+    ``2.14748e+09``."""
+    return int(b) if math.isfinite(b) and float(b).is_integer() and abs(b) < 1e16 else b
 
 
 def check_alpha(alpha: Any, name: str = "alpha") -> float:

@@ -44,3 +44,16 @@ def trained_teacher(digits_data):
     )
     teacher.fit(x, y, epochs=15, batch_size=64, verbose=0)
     return teacher
+
+
+@pytest.fixture(scope="session")
+def first_run(tmp_path_factory):
+    """``(out folder, report, log)`` of the tiny digits pipeline (``tests.pipeline.runs.tiny``)
+    run once per session; copy the folder to change it."""
+    from kdkeras.pipeline import run
+    from tests.pipeline.runs import Log, tiny
+
+    out = tmp_path_factory.mktemp("run")
+    log = Log()
+    report = run(tiny(), out, log=log)
+    return out, report, log

@@ -279,3 +279,192 @@ def test_android_bundle_is_world_readable(small_file, tmp_path):
     path, m, x = small_file
     out = kd.export_android(path, tmp_path / "android", ["a", "b", "c"], "none")
     assert stat.S_IMODE(os.stat(out).st_mode) == 0o755
+
+
+# --------------------------------------------------------------------------- kdkeras run
+
+
+def _copy_run(first_run, tmp_path):
+    import shutil
+
+    out, report, _ = first_run
+    dst = tmp_path / "run"
+    shutil.copytree(out, dst)
+    return dst, report
+
+
+def _rerun(out, **changes):
+    from kdkeras.pipeline import run
+    from tests.pipeline.runs import Log, tiny
+
+    log = Log()
+    return run(tiny(**changes), out, log=log), log
+
+
+def test_a_garbage_artifact_is_never_reused_and_the_log_says_why(first_run, tmp_path):
+    out, first = _copy_run(first_run, tmp_path)
+    (out / "android" / "model.tflite").write_bytes(b"garbage, not the file the stage wrote")
+    report, log = _rerun(out)
+    assert any("android: android/model.tflite is not the file this stage wrote" in l for l in log)
+    assert "android" not in log.reused() and "export" in log.reused()
+    tflite = out / "student_tflite_int8.tflite"
+    assert (out / "android" / "model.tflite").read_bytes() == tflite.read_bytes()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("artifact", ["teacher_logits.npy", "student_pruned.keras"])
+def test_a_truncated_artifact_redoes_its_stage_and_what_needs_it(first_run, tmp_path, artifact):
+    out, first = _copy_run(first_run, tmp_path)
+    path = out / artifact
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    report, log = _rerun(out)
+    stage = {"teacher_logits.npy": "logits", "student_pruned.keras": "prune"}[artifact]
+    assert any(f"{stage}: {artifact} is not the file this stage wrote" in l for l in log)
+    assert stage not in log.reused() and "qat" not in log.reused()
+    assert [m["name"] for m in report["models"]] == [m["name"] for m in first["models"]]
+    assert path.stat().st_size > 0 and np.isfinite(report["models"][-1]["accuracy"])
+
+
+def test_a_second_run_on_a_held_output_folder_refuses_naming_the_holder(first_run, tmp_path):
+    import json
+    import os
+    import socket
+
+    from kdkeras.pipeline.lock import OutputLocked
+
+    out, _ = _copy_run(first_run, tmp_path)
+    lock = out / ".kdkeras" / "lock"
+    lock.write_text(json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
+                                "started": "2026-11-28 10:00:00"}))
+    with pytest.raises(OutputLocked, match=rf"in use by another kdkeras run \(pid {os.getpid()} on"):
+        _rerun(out)
+    assert lock.exists()  # the holder's lock is left alone
+
+
+def test_the_lock_of_a_dead_run_is_taken_over_and_its_temp_files_removed(first_run, tmp_path):
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    out, _ = _copy_run(first_run, tmp_path)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (out / ".kdkeras" / "lock").write_text(json.dumps(
+        {"pid": dead.pid, "host": socket.gethostname(), "started": "earlier"}))
+    leftovers = [out / ".student_qat.h5.x1y2.tmp.h5", out / ".kdkeras" / ".prune.json.ab.tmp.json"]
+    for p in leftovers:
+        p.write_bytes(b"half")
+    report, log = _rerun(out)
+    assert any("taking over the lock of a run that ended" in l for l in log)
+    assert not any(p.exists() for p in leftovers)
+    assert not (out / ".kdkeras" / "lock").exists()  # released at the end
+
+
+def test_the_bundle_tells_the_phone_the_preprocessing_it_was_trained_with(first_run):
+    """An app that follows model.json literally on raw pixels gets the report's accuracy."""
+    import json
+
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    out, report, _ = first_run
+    meta = json.loads((out / "android" / "model.json").read_text())
+    d = load_digits()
+    # the raw digits (0..16) of the run's test split: the same split kd.digits(seed=0) makes
+    _, raw, _, y = train_test_split(d.images[..., None].astype("float32"), d.target,
+                                    test_size=0.25, random_state=0, stratify=d.target)
+    norm = meta["normalization"]
+    assert norm == {"mean": 0.0, "std": 16.0}
+    x = (raw - np.float32(norm["mean"])) / np.float32(norm["std"])
+    res = kd.evaluate_tflite(str(out / "android" / "model.tflite"), x, y)
+    tflite_row = report["models"][-1]
+    assert res["accuracy"] == pytest.approx(tflite_row["accuracy"], abs=1e-9)
+    # what the old model.json (mean 0, std 1) made an app do: a different, wrong accuracy
+    assert kd.evaluate_tflite(str(out / "android" / "model.tflite"), raw, y)["accuracy"] < res["accuracy"]
+
+
+def test_the_default_job_tells_the_phone_pixels_are_divided_by_255():
+    from kdkeras.data import load_builtin
+    from kdkeras.data.builtin import RAW_SCALE
+
+    assert RAW_SCALE["fashion_mnist"] == 255.0
+    assert load_builtin("digits").normalization == {"mean": 0.0, "std": 16.0}
+
+
+def test_a_diverging_stage_is_one_line_exit_1_and_not_recorded_as_finished(tmp_path, capsys):
+    from kdkeras.cli import main
+
+    cfg = tmp_path / "div.toml"
+    cfg.write_text('min_steps = 0\nbatch_size = 64\n[data]\nsource = "digits"\n'
+                   '[teacher]\nepochs = 2\nlearning_rate = 1e9\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert err.startswith("kdkeras run: training diverged in stage 'teacher': The loss became non-finite")
+    assert not (tmp_path / "out" / ".kdkeras" / "teacher.json").exists()
+    assert not (tmp_path / "out" / "teacher.keras").exists()
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2**31), str(10**30)])
+def test_a_seed_out_of_range_is_one_line_exit_2(tmp_path, capsys, seed):
+    from kdkeras.cli import main
+
+    assert main(["run", "--seed", seed, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "seed must be a number in [0, 2147483647]. Received: seed=" in err, err
+
+
+@pytest.mark.parametrize("key,value", [("distill.temperature", "inf"), ("distill.learning_rate", "nan"),
+                                       ("distill.alpha", "nan")])
+def test_non_finite_config_values_are_one_line_exit_2(tmp_path, capsys, key, value):
+    from kdkeras.cli import main
+
+    section, name = key.split(".")
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"[{section}]\n{name} = {value}\n")
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and key in err and value in err, err
+
+
+def test_a_stage_that_undoes_pruning_is_flagged_in_the_report():
+    from kdkeras.pipeline.report import markdown, sparsity_warnings
+
+    rows = [{"name": "teacher", "nonzero_params": 900}, {"name": "student_scratch", "nonzero_params": 100},
+            {"name": "student_distilled", "nonzero_params": 100},
+            {"name": "student_pruned", "nonzero_params": 20},
+            {"name": "student_qat", "nonzero_params": 70},
+            {"name": "student_tflite_int8", "nonzero_params": 70}]
+    warnings = sparsity_warnings(rows)
+    assert warnings == ["student_qat has 70 nonzero parameters, more than student_pruned (20) it "
+                        "was made from: that stage undid pruning, and the file that ships is "
+                        "larger than it need be."]
+    assert sparsity_warnings(rows[:4]) == []
+
+
+def test_cli_run_on_a_held_output_folder_exits_2_in_one_line(tmp_path, capsys):
+    import json
+    import os
+    import socket
+
+    from kdkeras.cli import main
+
+    (tmp_path / "o" / ".kdkeras").mkdir(parents=True)
+    (tmp_path / "o" / ".kdkeras" / "lock").write_text(json.dumps(
+        {"pid": os.getpid(), "host": socket.gethostname(), "started": "now"}))
+    assert main(["run", "--quick", "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "is in use by another kdkeras run" in err, err
+
+
+@pytest.mark.parametrize("content", [b"", b"PK\x03\x04 not really"])
+def test_cli_eval_with_an_empty_or_corrupt_npz_names_it(small_file, tmp_path, capsys, content):
+    from kdkeras.cli import main
+
+    path, _, _ = small_file
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(content)
+    assert main(["eval", path, "--data", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "bad.npz" in err, err

@@ -35,11 +35,13 @@ from __future__ import annotations
 import logging
 from typing import List
 
+import numpy as np
 import tensorflow_model_optimization as tfmot
 import tf_keras as keras
 
 from kdkeras.compress._tfmot import QuantizeLayer, QuantizeWrapper, default_8bit_registry
 from kdkeras.compress.layers import check_tf_keras_model, clone_layers, walk_layers
+from kdkeras.compress.pruning import prunable_weights
 from kdkeras.compress.stripping import strip
 
 logger = logging.getLogger("kdkeras.compress")
@@ -152,7 +154,35 @@ def quantize_aware(model: keras.Model, preserve_sparsity: bool = False,
 
     annotated = clone_layers(work, _annotate)
     with _qk.quantize_scope():
-        return _qk.quantize_apply(annotated, scheme=scheme)
+        qat = _qk.quantize_apply(annotated, scheme=scheme)
+    if preserve_sparsity or preserve_clusters:
+        _freeze_float_layers(qat, keep_float, preserve_sparsity, preserve_clusters)
+    return qat
+
+
+def _freeze_float_layers(model: keras.Model, names, sparsity: bool, clusters: bool) -> List[str]:
+    """Freezes the layers left float whose zeros (or shared values) QAT must keep.
+
+    TF-MOT's prune- and cluster-preserving schemes only act on the layers they wrap; a layer
+    left float (an ``Embedding``, for one) would be trained freely and lose its zeros, undoing
+    the pruning in the file that ships. It is frozen instead, and the log says so.
+    """
+    frozen = []
+    for layer in walk_layers(model):
+        if layer.name not in names or not layer.trainable:
+            continue
+        weights = [w.numpy() for w in prunable_weights(layer)]
+        sparse = sparsity and any((w == 0).any() for w in weights)
+        shared = clusters and any(w.size and len(np.unique(w)) < w.size / 2 for w in weights)
+        if sparse or shared:
+            layer.trainable = False
+            frozen.append(layer.name)
+    if frozen:
+        logger.warning(
+            "QAT: %d float layer(s) frozen so their %s stay as they are (TF-MOT cannot "
+            "fake-quantize them and its preserving schemes do not cover them): %s.",
+            len(frozen), "zeros" if sparsity else "shared values", ", ".join(frozen))
+    return frozen
 
 
 def float_layers(model: keras.Model) -> List[str]:

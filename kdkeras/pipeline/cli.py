@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from kdkeras._io import atomic_write_bytes
+from kdkeras.distill import TrainingDivergedError
 from kdkeras.pipeline.config import RunConfig
 from kdkeras.pipeline.report import print_table
 from kdkeras.pipeline.runner import VerificationError, run
@@ -33,7 +34,12 @@ def run_from_cli(args) -> int:
     except VerificationError as e:
         print(f"kdkeras run: verification failed: {e}", file=sys.stderr)
         return 1
+    except TrainingDivergedError as e:  # one line; the stage is not recorded as finished
+        print(f"kdkeras run: training diverged in {e}", file=sys.stderr)
+        return 1
     print_table(report)
+    for warning in report.get("warnings") or []:
+        print(f"warning: {warning}", file=sys.stderr)
     print(f"report: {args.out}/report.md, report.json, report.png"
           + (f"; Android bundle: {args.out}/android/" if cfg.export.enabled and cfg.export.android
              else ""))

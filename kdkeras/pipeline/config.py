@@ -32,6 +32,7 @@ def _key(default, doc: str):
 
 
 AUTO = "auto"
+MAX_SEED = 2**31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,7 +240,9 @@ class RunConfig:
                     "qat.learning_rate": self.qat.learning_rate}
         for where, value in positive.items():
             check_number(value, where, low=0, low_open=True)  # NaN and inf refused too
-        for where, value in (("seed", self.seed), ("data.n_train", d.n_train),
+        # every stage seeds numpy and TensorFlow with seed + (0..4): numpy takes 32 bits
+        check_number(self.seed, "seed", low=0, high=MAX_SEED)
+        for where, value in (("data.n_train", d.n_train),
                              ("data.n_test", d.n_test), ("prune.min_params", self.prune.min_params),
                              ("min_steps", self.min_steps)):
             check_number(value, where, low=0)  # 0: all, for the sizes

@@ -3,7 +3,8 @@
 ``report.json`` = ``{"kdkeras_version", "dataset", "config", "models": [{"name", "format",
 "accuracy", "params", "nonzero_params", "size_bytes", "gzip_bytes", "latency_ms", "path"}]}``
 (``dataset``: the built-in name or the file/folder name) plus ``dataset_info`` (kind, sizes,
-classes, input shape), ``verify``, ``stages`` (seconds, reused) and ``seconds``. Every accuracy
+classes, input shape), ``warnings`` (a compression stage that raised the nonzero count of the
+model it was made from), ``verify``, ``stages`` (seconds, reused) and ``seconds``. Every accuracy
 is measured on the held-out test split; the ``.tflite`` row on the file itself. The rows are
 measured by :mod:`kdkeras.pipeline.measure`; this module only writes and renders them.
 """
@@ -34,10 +35,23 @@ def build_report(cfg: RunConfig, data: SplitData, rows: List[Dict[str, Any]],
         "dataset_info": data.summary(),
         "config": cfg.to_dict(),
         "models": [{k: row[k] for k in MODEL_FIELDS} for row in rows],
+        "warnings": sparsity_warnings(rows),
         "verify": verify,
         "stages": timing,
         "seconds": round(seconds, 1),
     }
+
+
+def sparsity_warnings(rows: List[Dict[str, Any]]) -> List[str]:
+    """A line for every compression stage whose model has more nonzero parameters than the
+    model it was made from (a stage that undid pruning). The teacher and the scratch baseline
+    are not in that chain."""
+    chain = [r for r in rows if r["name"] not in ("teacher", "student_scratch")
+             and r.get("nonzero_params") is not None]
+    return [f"{b['name']} has {b['nonzero_params']:,} nonzero parameters, more than "
+            f"{a['name']} ({a['nonzero_params']:,}) it was made from: that stage undid "
+            "pruning, and the file that ships is larger than it need be."
+            for a, b in zip(chain, chain[1:]) if b["nonzero_params"] > a["nonzero_params"]]
 
 
 def _fmt(value: Any, kind: str) -> str:
@@ -81,6 +95,8 @@ def markdown(report: Dict[str, Any]) -> str:
         "(LiteRT interpreter, 1 thread). Latency: median ms of batch-1 calls on this machine "
         "(Keras rows: one traced tf.function call).",
     ]
+    for warning in report.get("warnings") or []:
+        lines += ["", f"**Warning:** {warning}"]
     v = report.get("verify")
     if v:
         lines += ["", f"Verified: the .tflite file agrees with its Keras model on "

@@ -9,10 +9,17 @@ artifacts instead of recomputing them, as long as the stages it needs were not r
 every stage after it that needs it. Artifacts are written to a temporary name and renamed, and
 the manifest is written last, so an interrupted stage leaves nothing half-written: the next run
 redoes exactly the unfinished stages.
+
+The manifest also records the size and SHA-256 of every artifact: a file changed, truncated or
+replaced since its stage wrote it is never reused; the stage is redone and the log says why. A
+run holds ``out/.kdkeras/lock`` (:mod:`kdkeras.pipeline.lock`), so two runs never interleave
+their files in one folder; a stage whose training diverges raises
+:class:`~kdkeras.TrainingDivergedError` naming the stage, and is not recorded as finished.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -22,16 +29,18 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, Optional
 
 from kdkeras._io import atomic_write_bytes
+from kdkeras.distill import TrainingDivergedError
 from kdkeras.pipeline.config import RunConfig
 from kdkeras.pipeline.graph import (STAGE_NAMES, Stage, downstream, enabled_stages, stage_keys,
                                     stage_name)
+from kdkeras.pipeline.lock import lock_output
 from kdkeras.pipeline.steps import Context, VerificationError, check_verified
 
 __all__ = ["run", "Runner", "VerificationError", "STAGE_NAMES", "stage_keys"]
 
 # Temporary files an interrupted write may leave: kdkeras._io.atomic_path names them
 # ".<name>.<random>.tmp<suffix>"; older versions wrote "<stem>.tmp<suffix>" and ".*.tmp-*".
-TEMPORARY = (".*.tmp*", "*.tmp.*", ".*.tmp-*")
+TEMPORARY = (".*.tmp*", "*.tmp.*", ".*.tmp-*", ".kdkeras/.*.tmp*", "android/.*.tmp*")
 
 
 def check_writable(out: Path) -> None:
@@ -42,6 +51,15 @@ def check_writable(out: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise ValueError(f"--out {out} is not writable ({e.strerror}). Choose another folder.") from e
+
+
+def digest(path: Path) -> Dict[str, Any]:
+    """``{"size", "sha256"}`` of a file: what a manifest records of each artifact."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"size": path.stat().st_size, "sha256": h.hexdigest()}
 
 
 class Runner:
@@ -78,8 +96,12 @@ class Runner:
     def _inputs(self, stage: Stage) -> Dict[str, Optional[str]]:
         return {n: self.ids.get(n) for n in stage.needs_for(self.cfg)}
 
-    def _manifest(self, stage: Stage) -> Optional[Dict[str, Any]]:
-        """The manifest of a finished run of ``stage`` that is still valid, else None."""
+    def _manifest(self, stage: Stage, quiet: bool = False) -> Optional[Dict[str, Any]]:
+        """The manifest of a finished run of ``stage`` that is still valid, else None.
+
+        Valid: same key, made from the current runs of its inputs, and every artifact is the
+        very file the stage wrote (size and SHA-256); otherwise the log says which file changed.
+        """
         try:
             m = json.loads(self._manifest_path(stage).read_text())
         except (OSError, ValueError):
@@ -90,6 +112,18 @@ class Runner:
             return None  # an input stage was redone since: this result is stale
         if not all((self.out / a).exists() for a in m.get("artifacts", [])):
             return None
+        recorded = m.get("files")
+        if recorded is None or set(recorded) != set(m.get("artifacts", [])):
+            return None  # written by an older kdkeras: no hashes to check against
+        for name, want in recorded.items():
+            have = digest(self.out / name)
+            if have != want:
+                if not quiet:
+                    why = (f"{have['size']:,} bytes instead of {want['size']:,}"
+                           if have["size"] != want["size"] else "same size, different content")
+                    self.say(f"{stage.name}: {name} is not the file this stage wrote ({why}); "
+                             f"redoing {stage.name}")
+                return None
         return m
 
     def cleanup(self) -> None:
@@ -103,17 +137,27 @@ class Runner:
     # ------------------------------------------------------------------ running
     def run(self) -> Dict[str, Any]:
         check_writable(self.out)
+        with lock_output(self.out, self.say):
+            # No live run writes here (we hold the lock): temporary files are a dead run's.
+            self.cleanup()
+            self._run_stages()
+        check_verified(self.cfg, self.state.get("verify"), self.out)
+        return self.state["report"]
+
+    def _run_stages(self) -> None:
         try:
             for stage in self.stages:
-                self._stage(stage)
+                try:
+                    self._stage(stage)
+                except TrainingDivergedError as e:
+                    raise TrainingDivergedError(f"stage '{stage.name}': {e}", epoch=e.epoch,
+                                                step=e.step, loss=e.loss) from None
         except KeyboardInterrupt:
             self.cleanup()
-            done = [s.name for s in self.stages if s.cached and self._manifest(s)]
+            done = [s.name for s in self.stages if s.cached and self._manifest(s, quiet=True)]
             self.log(f"interrupted: finished stages kept in {self.out} ({', '.join(done) or 'none'}); "
                      "run the same command again to resume.")
             raise
-        check_verified(self.cfg, self.state.get("verify"), self.out)
-        return self.state["report"]
 
     def _stage(self, stage: Stage) -> None:
         name, t0 = stage.name, time.time()
@@ -142,6 +186,7 @@ class Runner:
         self.ids[name] = uuid.uuid4().hex
         manifest = {"stage": name, "key": self.keys[name], "id": self.ids[name],
                     "inputs": self._inputs(stage), "artifacts": artifacts,
+                    "files": {a: digest(self.out / a) for a in artifacts},
                     "result": output if stage.json_result else {}, "seconds": round(seconds, 1)}
         atomic_write_bytes(self._manifest_path(stage), json.dumps(manifest, indent=2).encode())
         self.timing[name] = {"seconds": round(seconds, 1), "reused": False}

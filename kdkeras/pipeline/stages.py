@@ -20,7 +20,7 @@ import tf_keras as keras
 
 from kdkeras import data as kd_data
 from kdkeras.data import SplitData
-from kdkeras.distill import Distiller
+from kdkeras.distill import Distiller, TrainingDivergedError
 from kdkeras.pipeline.config import AUTO, RunConfig
 from kdkeras.models import BUILDERS
 
@@ -107,7 +107,14 @@ def _compile_fit(model, data: SplitData, epochs: int, lr: float, batch_size: int
     model.compile(keras.optimizers.Adam(lr),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     ds = kd_data.to_dataset(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed)
-    model.fit(ds, epochs=epochs, verbose=verbose, callbacks=callbacks)
+    history = model.fit(ds, epochs=epochs, verbose=verbose,
+                        callbacks=list(callbacks) + [keras.callbacks.TerminateOnNaN()])
+    losses = history.history.get("loss", [])
+    if losses and not np.isfinite(losses[-1]):
+        raise TrainingDivergedError(
+            f"The loss became non-finite (NaN or inf) in epoch {len(losses)}. Check the inputs "
+            "for NaN/inf or lower the learning rate.", epoch=len(losses), step=-1,
+            loss=float(losses[-1]))
     return model
 
 
@@ -273,7 +280,8 @@ def android(cfg: RunConfig, tflite_path: str, data: SplitData, out_dir: Path) ->
     from kdkeras.export import export_android
 
     return export_android(tflite_path, out_dir, data.class_names, cfg.export.quantization,
-                          x_eval=data.x_test, y_eval=data.y_test)
+                          x_eval=data.x_test, y_eval=data.y_test,
+                          normalization=data.normalization)
 
 
 class EpochLog(keras.callbacks.Callback):

@@ -130,3 +130,44 @@ def test_has_quantization_wrappers_by_class(tmp_path):
     named_like = type("QuantizeWrapper", (keras.layers.Layer,), {})
     fake = keras.Model(inputs, named_like()(inputs))
     assert not has_quantization_wrappers(fake) and not has_quantization_wrappers(object())
+
+
+def _pruned_text_student():
+    import kdkeras as kd
+    from kdkeras.models import build_text_student
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 300, (256, 16)).astype("int32")
+    y = (x[:, 0] % 2).astype("int64")
+    kd.keras.utils.set_random_seed(0)
+    pruned = kd.prune(build_text_student((16,), 2, vocab_size=300, embed_dim=16),
+                      target_sparsity=0.8, schedule="constant", begin_step=0, frequency=1)
+    teacher = build_text_student((16,), 2, vocab_size=300, embed_dim=32)
+    d = kd.Distiller(pruned, teacher=teacher)
+    d.compile(optimizer=kd.keras.optimizers.Adam(1e-2))
+    d.fit(x, y, epochs=2, verbose=0)
+    return kd.strip(pruned), teacher, x, y
+
+
+@pytest.mark.parametrize("freeze", [True, False])
+def test_pqat_keeps_the_zeros_of_a_layer_it_cannot_quantize(freeze, monkeypatch, caplog):
+    """A text student's Embedding stays float under QAT: PQAT freezes it so its zeros survive
+    (without the freeze, training gives them back: the second case shows the check can fail)."""
+    import kdkeras as kd
+    from kdkeras.compress import quantization
+
+    small, teacher, x, y = _pruned_text_student()
+    before = kd.sparsity_report(small).total_nonzeros
+    if not freeze:
+        monkeypatch.setattr(quantization, "_freeze_float_layers", lambda *a: [])
+    with caplog.at_level("WARNING", logger="kdkeras.compress"):
+        qat = quantize_aware(small, preserve_sparsity=True)
+    d = kd.Distiller(qat, teacher=teacher)
+    d.compile(optimizer=kd.keras.optimizers.Adam(1e-2))
+    d.fit(x, y, epochs=2, verbose=0)
+    after = kd.sparsity_report(qat).total_nonzeros
+    if freeze:
+        assert after == before
+        assert "frozen so their zeros stay as they are" in caplog.text and "embedding" in caplog.text
+    else:
+        assert after > before
