@@ -266,25 +266,21 @@ _BY_FUNCTION = {kl_divergence: KLDivergence, soft_target_mse: SoftTargetMSE,
                 logits_mse: LogitsMSE}
 
 
-def _is_keras_kl(obj: Any) -> bool:
-    if isinstance(obj, keras.losses.KLDivergence):
-        return True
+def _is_either_keras(obj: Any, name: str) -> bool:
+    """True when ``obj`` is a tf-keras or a Keras 3 ``losses.<name>``."""
+    classes = [getattr(keras.losses, name)]
     try:
         import keras as keras3
+
+        classes.append(getattr(keras3.losses, name))
     except ImportError:  # pragma: no cover
-        return False
-    return isinstance(obj, keras3.losses.KLDivergence)
+        pass
+    return isinstance(obj, tuple(classes))
 
 
 def is_keras_loss(obj: Any) -> bool:
     """True for a tf-keras or Keras 3 ``Loss`` object."""
-    if isinstance(obj, keras.losses.Loss):
-        return True
-    try:
-        import keras as keras3
-    except ImportError:  # pragma: no cover
-        return False
-    return isinstance(obj, keras3.losses.Loss)
+    return _is_either_keras(obj, "Loss")
 
 
 def as_distillation_loss(loss: Any = None, temperature: Optional[float] = None) -> DistillationLoss:
@@ -327,7 +323,7 @@ def as_distillation_loss(loss: Any = None, temperature: Optional[float] = None) 
                 f"temperature={temperature}. Set it in one place (compile's temperature is used "
                 "when the loss's is None).")
         return loss
-    if _is_keras_kl(loss):
+    if _is_either_keras(loss, "KLDivergence"):
         return KLDivergence()
     if is_keras_loss(loss):
         return CallableLoss(loss.call, name=getattr(loss, "name", None))
