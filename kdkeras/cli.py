@@ -173,7 +173,7 @@ def _cmd_eval(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(res))
     else:
-        line = f"accuracy {res['accuracy']:.4f} on {res['n']} examples"
+        line = f"accuracy {res['accuracy']:.4f}, macro-F1 {res['macro_f1']:.4f} on {res['n']} examples"
         if res["agreement_with_keras"] is not None:
             line += f"; top-1 agreement with Keras {res['agreement_with_keras']:.4f}"
         print(line)

@@ -19,10 +19,11 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 
+from kdkeras.evaluation import classification_metrics
 from kdkeras.export.tflite_file import check_tflite_file
 from kdkeras.validation import check_int
 
@@ -266,8 +267,11 @@ def evaluate_tflite(
     *,
     keras_model: Any = None,
     batch_size: int = 256,
+    class_names: Optional[Sequence[str]] = None,
 ) -> Dict[str, Any]:
-    """Top-1 accuracy of the ``.tflite`` file on ``(x, y)``, and agreement with a Keras model.
+    """Accuracy, macro-F1, per-class scores and the confusion matrix of the ``.tflite`` file on
+    ``(x, y)`` (:func:`kdkeras.evaluation.classification_metrics`), and agreement with a Keras
+    model.
 
     Args:
         path: str. A ``.tflite`` file (any quantization mode; integer input/output is scaled
@@ -279,10 +283,12 @@ def evaluate_tflite(
             :func:`predict_keras`); when given, ``agreement_with_keras`` is the fraction of
             examples where both predict the same class.
         batch_size: int. Examples per interpreter call.
+        class_names: optional class names for ``per_class``.
 
     Returns:
-        dict with ``accuracy`` (float in [0, 1]), ``n`` (int), ``agreement_with_keras`` and
-        ``keras_accuracy`` (floats, or None without ``keras_model``).
+        dict with ``accuracy`` and ``macro_f1`` (floats in [0, 1]), ``n`` (int),
+        ``per_class`` and ``confusion_matrix`` (the file's), ``agreement_with_keras``,
+        ``keras_accuracy`` and ``keras_macro_f1`` (floats, or None without ``keras_model``).
 
     Raises:
         ValueError: ``x`` and ``y`` of different lengths, not a TFLite file, wrong input shape.
@@ -299,16 +305,24 @@ def evaluate_tflite(
     width = int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
     labels = _labels(y, 2 if width == 1 else width)
     pred = top1(out)
+    classes = 2 if width == 1 else width
+    metrics = classification_metrics(labels, pred, classes, class_names)
     result: Dict[str, Any] = {
-        "accuracy": float(np.mean(pred == labels)),
+        "accuracy": metrics["accuracy"],
+        "macro_f1": metrics["macro_f1"],
         "n": int(len(x)),
         "agreement_with_keras": None,
         "keras_accuracy": None,
+        "keras_macro_f1": None,
+        "per_class": metrics["per_class"],
+        "confusion_matrix": metrics["confusion_matrix"],
     }
     if keras_model is not None:
         ref = top1(predict_keras(keras_model, x.astype(np.float32), batch_size))
+        keras_metrics = classification_metrics(labels, ref, classes)
         result["agreement_with_keras"] = float(np.mean(pred == ref))
-        result["keras_accuracy"] = float(np.mean(ref == labels))
+        result["keras_accuracy"] = keras_metrics["accuracy"]
+        result["keras_macro_f1"] = keras_metrics["macro_f1"]
     return result
 
 

@@ -1,9 +1,10 @@
 """Measurements of ``kdkeras run``: test accuracy, parameter counts, file sizes and latency of
 every model, as the rows of ``report.json``.
 
-Every accuracy is measured on the held-out test split; a ``.tflite`` row on the file itself.
-A row is ``{"name", "format", "accuracy", "params", "nonzero_params", "size_bytes",
-"gzip_bytes", "latency_ms", "path"}``.
+Every score is measured on the held-out test split; a ``.tflite`` row on the file itself. A row
+is ``{"name", "format", "accuracy", "macro_f1", "params", "nonzero_params", "size_bytes",
+"gzip_bytes", "latency_ms", "path"}`` plus its ``per_class`` scores and ``confusion_matrix``
+(:func:`kdkeras.evaluation.classification_metrics`, the one evaluation function).
 
 Example:
 
@@ -23,8 +24,12 @@ from typing import Any, Dict, List, Optional
 import numpy as np
 
 from kdkeras.data import SplitData
+from kdkeras.evaluation import classification_metrics
 from kdkeras.models.loading import model_format
 from kdkeras.pipeline import stages as S
+
+
+SCORES = ("accuracy", "macro_f1", "per_class", "confusion_matrix")
 
 
 def accuracy(model, x, y, batch_size: int = 1024) -> float:
@@ -32,6 +37,20 @@ def accuracy(model, x, y, batch_size: int = 1024) -> float:
     from kdkeras.export import predict_keras, top1
 
     return float(np.mean(top1(predict_keras(model, x, batch_size)) == np.reshape(y, -1)))
+
+
+def scores(predicted, data: SplitData) -> Dict[str, Any]:
+    """Accuracy, macro-F1, per-class scores and confusion matrix of predicted class indices on
+    the test split."""
+    return classification_metrics(np.reshape(data.y_test, -1), predicted, data.num_classes,
+                                  data.class_names)
+
+
+def keras_scores(model, data: SplitData, batch_size: int = 1024) -> Dict[str, Any]:
+    """:func:`scores` of a Keras model (or a callable returning logits) on the test split."""
+    from kdkeras.export import predict_keras, top1
+
+    return scores(top1(predict_keras(model, data.x_test, batch_size)), data)
 
 
 def files_in(path: Path) -> List[Path]:
@@ -79,12 +98,14 @@ def keras_latency_ms(model, runs: int, input_shape=None) -> Optional[float]:
 
 
 def keras_row(name: str, model, path: str | os.PathLike, data: SplitData, runs: int,
-              acc: Optional[float] = None) -> Dict[str, Any]:
-    """One ``report.json`` row for a Keras model, measured on the test split."""
+              metrics: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """One ``report.json`` row for a Keras model, measured on the test split (``metrics``:
+    its :func:`scores` when already known)."""
+    metrics = keras_scores(model, data) if metrics is None else metrics
     return {
         "name": name,
         "format": Path(path).suffix.lstrip(".") or "keras",
-        "accuracy": accuracy(model, data.x_test, data.y_test) if acc is None else acc,
+        **{k: metrics[k] for k in SCORES},
         **param_counts(model),
         **file_sizes(path),
         "latency_ms": keras_latency_ms(model, runs, tuple(data.x_train.shape[1:])),
@@ -98,20 +119,21 @@ def teacher_row(teacher, path: str | os.PathLike, data: SplitData, batch_size: i
     accuracy from its logits (raw strings for a keras-hub task)."""
     model = getattr(teacher, "model", teacher)
     logits = S.teacher_logits(teacher, data, batch_size, test=True)
-    acc = float((logits.argmax(-1) == data.y_test.reshape(-1)).mean())
-    row = keras_row("teacher", model, path, data, runs, acc=acc)
+    row = keras_row("teacher", model, path, data, runs, metrics=scores(logits.argmax(-1), data))
     row["format"] = model_format(path)
     return row
 
 
-def tflite_row(name: str, path: str, source_model, accuracy_: float, runs: int) -> Dict[str, Any]:
-    """One ``report.json`` row for a ``.tflite`` file: accuracy and latency of the file itself."""
+def tflite_row(name: str, path: str, source_model, metrics: Dict[str, Any],
+               runs: int) -> Dict[str, Any]:
+    """One ``report.json`` row for a ``.tflite`` file: the scores (``metrics``, from
+    :func:`kdkeras.evaluate_tflite` on the file) and latency of the file itself."""
     from kdkeras.export import benchmark_tflite
 
     return {
         "name": name,
         "format": "tflite",
-        "accuracy": accuracy_,
+        **{k: metrics[k] for k in SCORES},
         **param_counts(source_model),
         **file_sizes(path),
         "latency_ms": float(benchmark_tflite(path, num_threads=1, warmup=10, runs=runs).median_ms),

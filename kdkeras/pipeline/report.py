@@ -1,9 +1,11 @@
 """The report of ``kdkeras run``: ``report.json``, ``report.md``, ``report.png``, a terminal table.
 
 ``report.json`` = ``{"kdkeras_version", "dataset", "config", "models": [{"name", "format",
-"accuracy", "params", "nonzero_params", "size_bytes", "gzip_bytes", "latency_ms", "path"}]}``
+"accuracy", "macro_f1", "params", "nonzero_params", "size_bytes", "gzip_bytes", "latency_ms",
+"path"}]}``
 (``dataset``: the built-in name or the file/folder name) plus ``dataset_info`` (kind, sizes,
-classes, input shape), ``warnings`` (a compression stage that raised the nonzero count of the
+classes, input shape), ``evaluation`` (per model: ``per_class`` precision / recall / F1 and
+the ``confusion_matrix``), ``warnings`` (a compression stage that raised the nonzero count of the
 model it was made from), ``verify``, ``stages`` (seconds, reused) and ``seconds``. Every accuracy
 is measured on the held-out test split; the ``.tflite`` row on the file itself. The rows are
 measured by :mod:`kdkeras.pipeline.measure`; this module only writes and renders them.
@@ -15,14 +17,18 @@ import json
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
+import numpy as np
+
 import kdkeras
 from kdkeras._io import atomic_path, atomic_write_bytes
 from kdkeras.data import SplitData
 from kdkeras.pipeline.config import RunConfig
 from kdkeras.pipeline.toml_format import config_toml
 
-MODEL_FIELDS = ("name", "format", "accuracy", "params", "nonzero_params", "size_bytes",
-                "gzip_bytes", "latency_ms", "path")
+MODEL_FIELDS = ("name", "format", "accuracy", "macro_f1", "params", "nonzero_params",
+                "size_bytes", "gzip_bytes", "latency_ms", "path")
+#: Per model, beside its row: the scores of each class and the confusion matrix.
+DETAIL_FIELDS = ("per_class", "confusion_matrix")
 
 
 def build_report(cfg: RunConfig, data: SplitData, rows: List[Dict[str, Any]],
@@ -35,6 +41,8 @@ def build_report(cfg: RunConfig, data: SplitData, rows: List[Dict[str, Any]],
         "dataset_info": data.summary(),
         "config": cfg.to_dict(),
         "models": [{k: row[k] for k in MODEL_FIELDS} for row in rows],
+        "evaluation": {row["name"]: {k: row[k] for k in DETAIL_FIELDS} for row in rows
+                       if all(k in row for k in DETAIL_FIELDS)},
         "warnings": sparsity_warnings(rows),
         "verify": verify,
         "stages": timing,
@@ -65,14 +73,15 @@ def _fmt(value: Any, kind: str) -> str:
 
 
 COLUMNS = [("model", "name", "str"), ("format", "format", "str"),
-           ("test acc. (%)", "accuracy", "acc"), ("params", "params", "int"),
+           ("test acc. (%)", "accuracy", "acc"), ("macro-F1 (%)", "macro_f1", "acc"),
+           ("params", "params", "int"),
            ("nonzero params", "nonzero_params", "int"), ("file bytes", "size_bytes", "int"),
            ("gzip bytes", "gzip_bytes", "int"), ("latency ms", "latency_ms", "ms")]
 
 
 def table_rows(report: Dict[str, Any]) -> List[List[str]]:
     """The model rows as formatted strings, in ``COLUMNS`` order."""
-    return [[m[key] if kind == "str" else _fmt(m[key], kind) for _, key, kind in COLUMNS]
+    return [[m[key] if kind == "str" else _fmt(m.get(key), kind) for _, key, kind in COLUMNS]
             for m in report["models"]]
 
 
@@ -104,6 +113,7 @@ def markdown(report: Dict[str, Any]) -> str:
                       f"(accuracy {100 * v['accuracy']:.2f}% vs {100 * v['keras_accuracy']:.2f}%)."]
     stages = ", ".join(f"{k} {t['seconds']:.0f} s" + (" (reused)" if t["reused"] else "")
                        for k, t in report["stages"].items())
+    lines += _per_class_markdown(report)
     lines += ["", f"This run took {report['seconds']:.0f} s. Stage times, as computed (reused: "
                   f"in an earlier run): {stages}.", "", "## Config", "",
               "```toml"]
@@ -112,15 +122,45 @@ def markdown(report: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _shipped(report: Dict[str, Any]):
+    """``(name, confusion matrix)`` of the last model with an evaluation (the shipped file)."""
+    evaluation = report.get("evaluation") or {}
+    for m in reversed(report["models"]):
+        if m["name"] in evaluation:
+            return m["name"], evaluation[m["name"]]["confusion_matrix"]
+    return None
+
+
+def _per_class_markdown(report: Dict[str, Any]) -> List[str]:
+    """Per-class F1 of every model, and the confusion matrix of the shipped one."""
+    evaluation = report.get("evaluation") or {}
+    names = [m["name"] for m in report["models"] if m["name"] in evaluation]
+    if not names:
+        return []
+    classes = [c["class"] for c in evaluation[names[0]]["per_class"]]
+    lines = ["", "## Per-class F1 (%) on the test split", "",
+             "| class | " + " | ".join(names) + " |", "|---|" + "---:|" * len(names)]
+    for i, c in enumerate(classes):
+        lines.append(f"| {c} | " + " | ".join(
+            f"{100 * evaluation[n]['per_class'][i]['f1']:.1f}" for n in names) + " |")
+    name, cm = _shipped(report)
+    lines += ["", f"Confusion matrix of {name} (rows: true class, columns: predicted):", "",
+              "| | " + " | ".join(classes) + " |", "|---|" + "---:|" * len(classes)]
+    lines += [f"| {c} | " + " | ".join(str(v) for v in row) + " |" for c, row in zip(classes, cm)]
+    return lines
+
+
 def plot(report: Dict[str, Any], path: Path) -> Path:
-    """``report.png``: test accuracy vs gzip size and vs latency, one point per model."""
+    """``report.png``: test accuracy vs gzip size and vs latency, one point per model, and the
+    confusion matrix of the shipped model."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     models = [m for m in report["models"] if m["accuracy"] is not None]
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.4))
+    shipped = _shipped(report)
+    fig, axes = plt.subplots(1, 3 if shipped else 2, figsize=(17 if shipped else 12, 5.2))
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, key, label in ((axes[0], "gzip_bytes", "gzip size (bytes, log scale)"),
                            (axes[1], "latency_ms", "latency (ms, batch 1, log scale)")):
@@ -135,10 +175,26 @@ def plot(report: Dict[str, Any], path: Path) -> Path:
         ax.set_ylabel("test accuracy (%)")
         ax.grid(True, alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="center right", fontsize=9, frameon=False)
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    if shipped:
+        name, cm = shipped
+        cm = np.asarray(cm, dtype=float)
+        rates = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax = axes[2]
+        ax.imshow(rates, cmap="Blues", vmin=0, vmax=1)
+        classes = [c["class"] for c in report["evaluation"][name]["per_class"]]
+        ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right", fontsize=7)
+        ax.set_yticks(range(len(classes)), classes, fontsize=7)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"confusion matrix of {name} (share of each true class)", fontsize=9)
+        if len(classes) <= 12:
+            for (i, j), v in np.ndenumerate(rates):
+                ax.text(j, i, f"{100 * v:.0f}", ha="center", va="center", fontsize=6,
+                        color="white" if v > 0.5 else "black")
     ds = report["dataset_info"]
     fig.suptitle(f"kdkeras run: {ds['name']}, test accuracy vs size and vs latency")
-    fig.tight_layout(rect=(0, 0, 0.78, 1))
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110)

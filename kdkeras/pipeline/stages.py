@@ -265,14 +265,18 @@ def export(cfg: RunConfig, student, data: SplitData, path: Path) -> str:
 
 
 def verify(cfg: RunConfig, path: str, keras_model, data: SplitData) -> Dict[str, Any]:
-    """Accuracy of the ``.tflite`` file on the test split, agreement with its Keras model."""
+    """Scores of the ``.tflite`` file on the test split (accuracy, macro-F1, per class,
+    confusion matrix), agreement with its Keras model."""
     from kdkeras.export import evaluate_tflite
 
-    res = evaluate_tflite(path, data.x_test, data.y_test, keras_model=keras_model)
+    res = evaluate_tflite(path, data.x_test, data.y_test, keras_model=keras_model,
+                          class_names=data.class_names)
     keras_acc = res["keras_accuracy"]
-    return {"accuracy": res["accuracy"], "keras_accuracy": keras_acc,
+    return {"accuracy": res["accuracy"], "macro_f1": res["macro_f1"],
+            "keras_accuracy": keras_acc, "keras_macro_f1": res["keras_macro_f1"],
             "agreement_with_keras": res["agreement_with_keras"], "n": res["n"],
-            "accuracy_drop": keras_acc - res["accuracy"]}
+            "accuracy_drop": keras_acc - res["accuracy"], "per_class": res["per_class"],
+            "confusion_matrix": res["confusion_matrix"]}
 
 
 def android(cfg: RunConfig, tflite_path: str, data: SplitData, out_dir: Path) -> str:

@@ -255,6 +255,6 @@ def tflite_row(ctx: Context, stage) -> Dict[str, Any]:
     cfg, path = ctx.cfg, ctx.get(stage.name)
     source = ctx.get(export_source(cfg))
     verify = ctx.get("verify") if ctx.enabled("verify") else None
-    acc = verify["accuracy"] if verify else S.verify(cfg, path, source, ctx.data)["accuracy"]
-    return M.tflite_row(Path(tflite_name(cfg)).stem, path, source, acc, cfg.verify.latency_runs)
-
+    metrics = verify if verify else S.verify(cfg, path, source, ctx.data)
+    return M.tflite_row(Path(tflite_name(cfg)).stem, path, source, metrics,
+                        cfg.verify.latency_runs)

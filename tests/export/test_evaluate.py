@@ -198,3 +198,19 @@ def test_dynamic_non_batch_axis_is_accepted(tmp_path):
     np.testing.assert_allclose(predict_tflite(path, x), m.predict(x, verbose=0), atol=1e-5)
     np.testing.assert_allclose(evaluate_mod._run_one_by_one(path, x), m.predict(x, verbose=0),
                                atol=1e-5)
+
+
+def test_macro_f1_per_class_and_confusion_are_the_files_own(model, data, converted):
+    from sklearn.metrics import confusion_matrix, f1_score
+
+    x, y = data
+    path = converted("none")
+    res = evaluate_tflite(path, x, y, keras_model=model, class_names=["a", "b", "c", "d"])
+    pred = predict_tflite(path, x).argmax(-1)
+    assert res["macro_f1"] == pytest.approx(
+        f1_score(y, pred, labels=range(4), average="macro", zero_division=0))
+    assert res["confusion_matrix"] == confusion_matrix(y, pred, labels=range(4)).tolist()
+    assert [c["class"] for c in res["per_class"]] == ["a", "b", "c", "d"]
+    ref = model.predict(x, verbose=0).argmax(-1)
+    assert res["keras_macro_f1"] == pytest.approx(
+        f1_score(y, ref, labels=range(4), average="macro", zero_division=0))

@@ -12,8 +12,8 @@ from kdkeras.pipeline import measure as M
 from kdkeras.pipeline import stages as S
 from tests.pipeline.runs import tiny
 
-FIELDS = ["name", "format", "accuracy", "params", "nonzero_params", "size_bytes", "gzip_bytes",
-          "latency_ms", "path"]
+FIELDS = ["name", "format", "accuracy", "macro_f1", "per_class", "confusion_matrix", "params",
+          "nonzero_params", "size_bytes", "gzip_bytes", "latency_ms", "path"]
 
 
 def _identity(n=3):
@@ -66,7 +66,11 @@ def test_keras_row_measures_the_model_and_its_file(tmp_path):
     assert list(row) == FIELDS
     assert row["format"] == "keras" and row["accuracy"] == 0.75 and row["params"] == 12
     assert row["size_bytes"] == (tmp_path / "m.keras").stat().st_size and row["latency_ms"] > 0
-    assert M.keras_row("m", model, tmp_path / "m.keras", data, 3, acc=0.5)["accuracy"] == 0.5
+    assert row["confusion_matrix"] == M.scores(model.predict(data.x_test, verbose=0).argmax(-1),
+                                               data)["confusion_matrix"]
+    known = M.scores(np.zeros(len(data.y_test), int), data)
+    assert M.keras_row("m", model, tmp_path / "m.keras", data, 3, metrics=known)["accuracy"] == \
+        known["accuracy"]
 
 
 def test_no_keras_latency_for_a_model_of_raw_strings():
@@ -91,7 +95,9 @@ def test_tflite_row_is_measured_on_the_file(first_run):
     row = report["models"][-1]
     assert row["format"] == "tflite" and row["path"] == str(out / "student_tflite_int8.tflite")
     data = S.load_data(tiny())
-    assert row["accuracy"] == evaluate_tflite(row["path"], data.x_test, data.y_test)["accuracy"]
+    on_file = evaluate_tflite(row["path"], data.x_test, data.y_test)
+    assert row["accuracy"] == on_file["accuracy"] and row["macro_f1"] == on_file["macro_f1"]
+    assert report["evaluation"][row["name"]]["confusion_matrix"] == on_file["confusion_matrix"]
     v = report["verify"]
     assert v["accuracy"] == row["accuracy"] and v["agreement_with_keras"] >= 0.9
     assert row["size_bytes"] == (out / "student_tflite_int8.tflite").stat().st_size
