@@ -40,6 +40,9 @@ class SplitData:
             std`` with ``{"mean": m, "std": s}`` (``{"mean": 0, "std": 255}`` for uint8
             pixels scaled to [0, 1]); what an app must do to its raw inputs (the Android
             bundle's ``model.json``). None for token ids (text).
+        labelled: Optional[np.ndarray]. A label budget (:meth:`with_label_budget`): which
+            training labels a student may see (bool, one per training example); the others
+            are learned from the teacher's soft targets. None: every label.
 
     Example:
 
@@ -61,6 +64,11 @@ class SplitData:
     vocabulary: Optional[List[str]] = None
     name: str = ""
     normalization: Optional[Dict[str, Any]] = None
+    labelled: Optional[np.ndarray] = None
+
+    #: The label of a training example outside the label budget (``Distiller.compile``'s
+    #: ``ignore_class``).
+    UNLABELLED = -1
 
     @property
     def num_classes(self) -> int:
@@ -72,11 +80,53 @@ class SplitData:
         """Per-example shape of ``x_train`` (no batch axis), what the model builders take."""
         return tuple(int(d) for d in self.x_train.shape[1:])
 
+    @property
+    def n_labels(self) -> int:
+        """How many training labels a student may see (all of them without a budget)."""
+        return int(len(self.y_train) if self.labelled is None else self.labelled.sum())
+
+    @property
+    def student_labels(self) -> np.ndarray:
+        """``y_train`` with :attr:`UNLABELLED` (-1) outside the label budget."""
+        if self.labelled is None:
+            return self.y_train
+        return np.where(self.labelled, self.y_train, self.UNLABELLED).astype(self.y_train.dtype)
+
+    def with_label_budget(self, labels: float, seed: int = 0) -> "SplitData":
+        """A copy whose students may see only ``labels`` of the training labels.
+
+        Args:
+            labels: float or int. A share in (0, 1] of the training examples, or a count
+                (an integer > 1) of them, drawn at random with ``seed`` (1: every label).
+            seed: int. Seed of the draw.
+
+        Raises:
+            ValueError: a share outside (0, 1], a count that is not an integer or exceeds the
+                training examples.
+        """
+        n = len(self.y_train)
+        ok = isinstance(labels, (int, float, np.integer, np.floating)) and not isinstance(
+            labels, bool) and np.isfinite(labels) and labels > 0
+        if not ok:
+            raise ValueError(f"labels must be a share in (0, 1] or a count of training labels. "
+                             f"Received: labels={labels!r}")
+        if labels <= 1:
+            count = max(1, int(round(float(labels) * n)))
+        elif float(labels).is_integer() and labels <= n:
+            count = int(labels)
+        else:
+            raise ValueError(f"labels={labels!r} is more than the {n:,} training examples (or "
+                             "not a whole count). Give a share in (0, 1] or a count up to "
+                             f"{n:,}.")
+        keep = np.zeros(n, bool)
+        keep[np.random.default_rng(seed).permutation(n)[:count]] = True
+        return dataclasses.replace(self, labelled=None if count == n else keep)
+
     def summary(self) -> Dict[str, Any]:
-        """Name, kind, sizes, classes and input shape, JSON-ready (``report.json``)."""
+        """Name, kind, sizes, labels, classes and input shape, JSON-ready (``report.json``)."""
         return {"name": self.name, "kind": self.kind, "n_train": int(len(self.x_train)),
-                "n_test": int(len(self.x_test)), "num_classes": self.num_classes,
-                "input_shape": list(self.input_shape)}
+                "n_labels": self.n_labels, "n_test": int(len(self.x_test)),
+                "num_classes": self.num_classes, "input_shape": list(self.input_shape)}
 
     def subset(self, n_train: Optional[int] = None, n_test: Optional[int] = None,
                seed: int = 0) -> "SplitData":
@@ -93,6 +143,8 @@ class SplitData:
                 continue
             setattr(out, f"x_{split}", x[idx])
             setattr(out, f"y_{split}", getattr(out, f"y_{split}")[idx])
+            if split == "train" and out.labelled is not None:
+                out.labelled = out.labelled[idx]
             texts = getattr(out, f"texts_{split}")
             if texts is not None:
                 setattr(out, f"texts_{split}", [texts[i] for i in idx])

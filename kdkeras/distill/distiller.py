@@ -24,6 +24,7 @@ import tf_keras as keras
 
 from kdkeras._keras_kind import is_keras3_model
 from kdkeras.distill import losses as kd_losses
+from kdkeras.distill import serialization
 from kdkeras.distill.batches import (
     NO_TEACHER_MESSAGE,
     TEACHER_LOGITS_KEY,
@@ -40,7 +41,8 @@ from kdkeras.distill.hooks import fit_callbacks
 from kdkeras.distill.preflight import preflight, shape_mismatch
 from kdkeras.distill.student_loss import default_student_loss, per_example
 from kdkeras.distill.teachers import EnsembleTeacher, Teacher, as_teacher, feature_model
-from kdkeras.validation import check_alpha, check_temperature
+from kdkeras.distill.views import as_augmentation, augment_batch
+from kdkeras.validation import check_alpha, check_int, check_temperature
 
 __all__ = ["Distiller", "TrainingDivergedError"]
 
@@ -56,6 +58,9 @@ class Distiller(keras.Model):
             distillation from precomputed logits.
         teacher_weights: list of floats. Ensemble weights (with a list of teachers).
         hints: list of :class:`kdkeras.losses.HintLoss`. Intermediate-feature losses.
+        augment: a tf-keras preprocessing layer or model, or a function of a batch: each
+            training batch is augmented once and that view goes to the teacher and the student
+            alike (:mod:`kdkeras.distill.views`); needs an online teacher.
 
     Data: ``(x, y)`` or ``(x, y, sample_weight)`` with a teacher. Without one, the third
     element is the teacher's logits (not a sample weight), or ``x`` is a dict with a
@@ -84,6 +89,7 @@ class Distiller(keras.Model):
         teacher: Any = None,
         teacher_weights: Optional[Sequence[float]] = None,
         hints: Optional[Sequence[HintLoss]] = None,
+        augment: Any = None,
         name: str = "distiller",
         **kwargs,
     ):
@@ -100,6 +106,11 @@ class Distiller(keras.Model):
             )
         self.student = student
         self._teacher: Optional[Teacher] = as_teacher(teacher, teacher_weights)
+        self.augment = as_augmentation(augment)
+        if self.augment is not None and self._teacher is None:
+            raise ValueError("augment needs a teacher that labels each augmented view online; "
+                             "cached logits label the original inputs. Pass teacher=, or "
+                             "augment=None.")
         self.hints = list(hints or [])
         for h in self.hints:
             if not isinstance(h, HintLoss):
@@ -113,6 +124,7 @@ class Distiller(keras.Model):
         self.alpha = 0.1
         self.temperature = 3.0
         self._compiled_kd = False
+        self.ignore_class: Optional[int] = None
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
@@ -153,6 +165,7 @@ class Distiller(keras.Model):
         distillation_loss_fn=None,
         alpha: float = 0.1,
         temperature: float = 3.0,
+        ignore_class: Optional[int] = None,
         **kwargs,
     ):
         """Configures the distillation.
@@ -170,6 +183,10 @@ class Distiller(keras.Model):
                 ``KLDivergence()`` (the keras.io recipe) is computed the same way, in log space.
             alpha: float in [0, 1]. Weight of the hard-label loss.
             temperature: float > 0. Softening temperature ``T``.
+            ignore_class: int or None. Examples whose (class-index) label is this value have no
+                label: they count in the distillation loss only, not in the hard-label loss or
+                the metrics (Keras's ``ignore_class``). With a label budget, mark the unlabelled
+                part of the transfer set with it, e.g. ``-1``.
             **kwargs: passed to ``keras.Model.compile`` (``jit_compile``,
                 ``steps_per_execution``, ...). ``loss`` is not accepted.
 
@@ -183,6 +200,8 @@ class Distiller(keras.Model):
             )
         self.alpha = check_alpha(alpha)
         self.temperature = check_temperature(temperature)
+        self.ignore_class = None if ignore_class is None else check_int(ignore_class, "ignore_class",
+                                                                        -(2**31))
         self.student_loss_fn = per_example(student_loss_fn) if student_loss_fn is not None else default_student_loss
         self.distillation_loss = kd_losses.as_distillation_loss(distillation_loss_fn, self.temperature)
         self._compiled_kd = True
@@ -239,6 +258,7 @@ class Distiller(keras.Model):
         distill = weighted_mean(per_ex, sw, mask)
         parts["distillation_loss"] = distill
         if y is not None:
+            y, mask = self._labelled(y, s_logits, mask)
             student = weighted_mean(self.student_loss_fn(y, s_logits), sw, mask)
             parts["student_loss"] = student
             total = self.alpha * student + (1.0 - self.alpha) * distill
@@ -251,7 +271,20 @@ class Distiller(keras.Model):
             parts["hint_loss"] = hint_total
             total = total + hint_total
         parts["loss"] = total
-        return total, parts, s_logits, mask
+        return total, parts, s_logits, mask, y
+
+    def _labelled(self, y, s_logits, mask):
+        """``(y, mask)`` with the examples labelled ``ignore_class`` masked out of the hard-label
+        loss and the metrics (their label replaced by 0, which the mask then ignores)."""
+        if self.ignore_class is None:
+            return y, mask
+        y = tf.convert_to_tensor(y)
+        labelled = tf.not_equal(y, tf.cast(self.ignore_class, y.dtype))
+        like = s_logits[..., 0]  # the per-example shape of the losses
+        m = match_rank(tf.cast(labelled, tf.float32), like)
+        if mask is not None:
+            m = m * match_rank(tf.cast(mask, tf.float32), like)
+        return tf.where(labelled, y, tf.zeros_like(y)), m
 
     def _update_metrics(self, parts, y, s_logits, sw, mask):
         trackers = {
@@ -264,7 +297,13 @@ class Distiller(keras.Model):
             trackers[key].update_state(value)
         if y is not None:
             w = sw
-            if mask is not None:
+            if self.ignore_class is not None and mask is not None:
+                # Metrics given as metrics= are unweighted in tf-keras: keep the labelled rows.
+                like = s_logits[..., 0]
+                keep = match_rank(tf.cast(mask, tf.float32), like) > 0
+                y, s_logits = tf.boolean_mask(match_rank(y, like), keep), tf.boolean_mask(s_logits, keep)
+                w = None if w is None else tf.boolean_mask(match_rank(tf.cast(w, tf.float32), like), keep)
+            elif mask is not None:
                 m = tf.cast(mask, s_logits.dtype)
                 w = m if w is None else match_rank(tf.cast(w, m.dtype), m) * m
             self.compiled_metrics.update_state(y, s_logits, w)
@@ -278,10 +317,15 @@ class Distiller(keras.Model):
         if not self._compiled_kd:
             raise RuntimeError("Call Distiller.compile(...) before fit().")
         x, y, sw, logits = self._unpack(data)
+        if self.augment is not None:  # one view per batch, for the teacher and the student alike
+            if logits is not None:
+                raise ValueError("augment needs the teacher online: these batches carry cached "
+                                 "teacher logits, which label the original inputs.")
+            x = augment_batch(self.augment, x)
         t_logits, t_feats = self._teacher_outputs(x, logits)
         variables = self.student.trainable_variables + [v for h in self.hints for v in h.trainable_variables]
         with tf.GradientTape() as tape:
-            total, parts, s_logits, mask = self._compute_losses(x, y, sw, t_logits, t_feats, True)
+            total, parts, s_logits, mask, y = self._compute_losses(x, y, sw, t_logits, t_feats, True)
             # Gradients are summed across replicas: scale so the update is that of the global mean.
             scaled = total / tf.distribute.get_strategy().num_replicas_in_sync
         grads = tape.gradient(scaled, variables)
@@ -303,12 +347,12 @@ class Distiller(keras.Model):
         if logits is None and self._teacher is None:
             # Plain evaluation of the student (held-out data rarely has cached logits).
             s_logits = self.student(x, training=False)
-            mask = getattr(s_logits, "_keras_mask", None)
+            y, mask = self._labelled(y, s_logits, getattr(s_logits, "_keras_mask", None))
             student = weighted_mean(self.student_loss_fn(y, s_logits), sw, mask)
             # Not logged as "loss": that name is the distillation objective, which needs logits.
             return self._update_metrics({"student_loss": student}, y, s_logits, sw, mask)
         t_logits, t_feats = self._teacher_outputs(x, logits)
-        _, parts, s_logits, mask = self._compute_losses(x, y, sw, t_logits, t_feats, False)
+        _, parts, s_logits, mask, y = self._compute_losses(x, y, sw, t_logits, t_feats, False)
         return self._update_metrics(parts, y, s_logits, sw, mask)
 
     # ----------------------------------------------------------------------------- fit
@@ -356,61 +400,23 @@ class Distiller(keras.Model):
         preflight(self, x, y, sample_weight)
 
     # ----------------------------------------------------------------------------- config
+    # Serialization lives in kdkeras.distill.serialization; these are Keras's entry points.
     def get_config(self):
-        """The student's (and a tf-keras teacher's) architecture and the hints.
-
-        A teacher that is not a plain tf-keras model (Keras 3, SavedModel, callable, ensemble,
-        a selected output) is not serialized: give it to ``from_config(config, teacher=...)``.
-        Weights are not part of a config; the distillation settings are the compile config.
-        """
-        teacher = getattr(self._teacher, "model", None)
-        plain_teacher = isinstance(teacher, keras.Model) and self._teacher.output is None
-        return {
-            "name": self.name,
-            "student": _architecture(self.student),
-            "teacher": _architecture(teacher) if plain_teacher else None,
-            "hints": [keras.utils.serialize_keras_object(h) for h in self.hints],
-        }
+        """The student's (and a tf-keras teacher's) architecture and the hints (see
+        :func:`kdkeras.distill.serialization.distiller_config`)."""
+        return serialization.distiller_config(self)
 
     @classmethod
     def from_config(cls, config, custom_objects=None, teacher=None):
-        """Rebuilds a Distiller from :meth:`get_config` (new, untrained weights)."""
-        config = dict(config)
-        with keras.utils.custom_object_scope(custom_objects or {}):
-            student = keras.utils.deserialize_keras_object(config["student"])
-            if teacher is None and config.get("teacher") is not None:
-                teacher = keras.utils.deserialize_keras_object(config["teacher"])
-            hints = [keras.utils.deserialize_keras_object(h) for h in config.get("hints", [])]
-        return cls(student=student, teacher=teacher, hints=hints or None,
-                   name=config.get("name", "distiller"))
+        """Rebuilds a Distiller from :meth:`get_config` (new, untrained weights); a teacher that
+        was not serialized is given as ``teacher=``."""
+        return serialization.distiller_from_config(cls, config, custom_objects, teacher)
 
     def get_compile_config(self):
-        """The optimizer, ``alpha``, ``temperature`` and the distillation loss, serialized
-        (None before ``compile``). ``student_loss_fn`` and metrics are not kept: pass them to
-        ``compile`` again when they are not the defaults."""
-        if not self._compiled_kd:
-            return None
-        return {
-            "optimizer": keras.utils.serialize_keras_object(self.optimizer),
-            "alpha": self.alpha,
-            "temperature": self.temperature,
-            "distillation_loss": keras.utils.serialize_keras_object(self.distillation_loss),
-        }
+        """The optimizer, ``alpha``, ``temperature``, ``ignore_class`` and the distillation loss
+        (None before ``compile``)."""
+        return serialization.compile_config(self)
 
     def compile_from_config(self, config):
         """Compiles with the settings :meth:`get_compile_config` returned."""
-        config = dict(config)
-        self.compile(
-            optimizer=keras.optimizers.deserialize(config["optimizer"]),
-            distillation_loss_fn=keras.utils.deserialize_keras_object(config["distillation_loss"]),
-            alpha=config["alpha"],
-            temperature=config["temperature"],
-        )
-
-
-def _architecture(model) -> dict:
-    """A model's serialized architecture, without its own compile() settings (not the
-    Distiller's concern: it compiles itself)."""
-    config = keras.utils.serialize_keras_object(model)
-    config.pop("compile_config", None)
-    return config
+        self.compile(**serialization.compile_kwargs(config))

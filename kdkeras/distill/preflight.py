@@ -61,12 +61,13 @@ def preflight(distiller: Any, x, y=None, sample_weight=None) -> None:
             f"The student '{distiller.student.name}' outputs look like probabilities; the losses "
             "take logits. Give its last layer activation=None."
         )
-    check_labels(y if y is not None and not isinstance(x, tf.data.Dataset) else ys, s.shape[-1])
+    check_labels(y if y is not None and not isinstance(x, tf.data.Dataset) else ys, s.shape[-1],
+                 getattr(distiller, "ignore_class", None))
 
 
 
 
-def check_labels(y, num_classes: int) -> None:
+def check_labels(y, num_classes: int, ignore_class=None) -> None:
     if y is None or isinstance(y, (tf.data.Dataset, dict)):
         return
     y = np.asarray(y)
@@ -87,6 +88,10 @@ def check_labels(y, num_classes: int) -> None:
             f"Labels must be class indices or one-hot rows of width {num_classes}. Received "
             f"labels of shape {y.shape} with non-integer values (e.g. {y.ravel()[0]})."
         )
+    if ignore_class is not None:
+        y = y[y != ignore_class]  # examples without a label (see Distiller.compile)
+        if y.size == 0:
+            return
     lo, hi = int(np.min(y)), int(np.max(y))
     if lo < 0 or hi >= num_classes:
         bad = lo if lo < 0 else hi

@@ -44,6 +44,11 @@ class DataConfig:
                        "x/y), a .csv file, a folder of class sub-folders of images or .txt files")
     n_train: int = _key(0, "training examples used, a random subset (0: all)")
     n_test: int = _key(0, "held-out test examples used, a random subset (0: all)")
+    labels: float = _key(1.0, "label budget: the share (0 < labels <= 1) or count (> 1) of "
+                         "training labels the students see, drawn at random; the scratch "
+                         "baseline trains on those alone, the distilled students also learn the "
+                         "rest from the teacher's soft targets (the teacher is trained on every "
+                         "label, or loaded). 1: every label")
     test_fraction: float = _key(0.2, "held-out share when the source has no test split of its own")
     label_column: str = _key("label", "CSV: the column holding the labels")
     text_column: str = _key("text", "CSV: the column holding the text (if present: a text data set)")
@@ -246,6 +251,10 @@ class RunConfig:
                              ("data.n_test", d.n_test), ("prune.min_params", self.prune.min_params),
                              ("min_steps", self.min_steps)):
             check_number(value, where, low=0)  # 0: all, for the sizes
+        check_number(d.labels, "data.labels", low=0, low_open=True)
+        if d.labels > 1 and not float(d.labels).is_integer():
+            raise ValueError(f"data.labels above 1 is a count of labels and must be whole. "
+                             f"Received: data.labels={d.labels}")
         if not 0 < d.test_fraction < 1:
             raise ValueError(f"data.test_fraction must be in (0, 1). Received: "
                              f"data.test_fraction={d.test_fraction}")

@@ -25,7 +25,7 @@ from kdkeras.data import SplitData
 from kdkeras.pipeline.config import RunConfig
 from kdkeras.pipeline.toml_format import config_toml
 
-MODEL_FIELDS = ("name", "format", "accuracy", "macro_f1", "params", "nonzero_params",
+MODEL_FIELDS = ("name", "format", "labels", "accuracy", "macro_f1", "params", "nonzero_params",
                 "size_bytes", "gzip_bytes", "latency_ms", "path")
 #: Per model, beside its row: the scores of each class and the confusion matrix.
 DETAIL_FIELDS = ("per_class", "confusion_matrix")
@@ -72,7 +72,7 @@ def _fmt(value: Any, kind: str) -> str:
     return f"{value:,}"
 
 
-COLUMNS = [("model", "name", "str"), ("format", "format", "str"),
+COLUMNS = [("model", "name", "str"), ("format", "format", "str"), ("labels", "labels", "int"),
            ("test acc. (%)", "accuracy", "acc"), ("macro-F1 (%)", "macro_f1", "acc"),
            ("params", "params", "int"),
            ("nonzero params", "nonzero_params", "int"), ("file bytes", "size_bytes", "int"),
@@ -104,6 +104,7 @@ def markdown(report: Dict[str, Any]) -> str:
         "(LiteRT interpreter, 1 thread). Latency: median ms of batch-1 calls on this machine "
         "(Keras rows: one traced tf.function call).",
     ]
+    lines += _distillation_lines(report)
     for warning in report.get("warnings") or []:
         lines += ["", f"**Warning:** {warning}"]
     v = report.get("verify")
@@ -129,6 +130,26 @@ def _shipped(report: Dict[str, Any]):
         if m["name"] in evaluation:
             return m["name"], evaluation[m["name"]]["confusion_matrix"]
     return None
+
+
+def _distillation_lines(report: Dict[str, Any]) -> List[str]:
+    """What distillation bought (distilled minus scratch) and what each model was given."""
+    rows = {m["name"]: m for m in report["models"]}
+    lines = []
+    ds = report["dataset_info"]
+    n_labels = ds.get("n_labels", ds["n_train"])
+    if n_labels < ds["n_train"]:
+        lines += ["", f"Label budget: the students saw {n_labels:,} of the {ds['n_train']:,} "
+                      "training labels; the distilled ones also learned the other examples from "
+                      "the teacher's soft targets, and the scratch baseline trained on the "
+                      "labelled ones alone for as many optimizer steps."]
+    s, d = rows.get("student_scratch"), rows.get("student_distilled")
+    if s and d and s["accuracy"] is not None and d["accuracy"] is not None:
+        gain = 100 * (d["accuracy"] - s["accuracy"])
+        lines += ["", f"Distillation: student_distilled {100 * d['accuracy']:.2f}% vs "
+                      f"student_scratch {100 * s['accuracy']:.2f}% ({gain:+.2f} points), the same "
+                      "architecture, optimizer, learning rate, batch size and optimizer steps."]
+    return lines
 
 
 def _per_class_markdown(report: Dict[str, Any]) -> List[str]:

@@ -38,7 +38,10 @@ def load_data(cfg: RunConfig) -> SplitData:
                                   image_size=tuple(d.image_size), color_mode=d.color_mode,
                                   sequence_length=d.sequence_length, max_tokens=d.max_tokens)
         data = dataclasses.replace(data, name=Path(d.source).name)
-    return data.subset(d.n_train, d.n_test, seed=cfg.seed)
+    data = data.subset(d.n_train, d.n_test, seed=cfg.seed)
+    if d.labels != 1:
+        data = data.with_label_budget(d.labels, seed=cfg.seed + 5)
+    return data
 
 
 # ----------------------------------------------------------------------------- models
@@ -185,13 +188,28 @@ def build_student(cfg: RunConfig, data: SplitData, fresh: bool = False):
     return build_model("student", cfg.student.builder, cfg.student.kwargs, data, cfg.seed + 1)
 
 
+def scratch_epochs(cfg: RunConfig, data: SplitData) -> int:
+    """The scratch baseline's epochs: those of the distill stage, or, under a label budget,
+    as many epochs over the labelled examples as give it the distilled student's optimizer
+    steps (it may not see the unlabelled ones, so it gets more passes over the rest)."""
+    epochs = epochs_for(cfg, cfg.distill.epochs, len(data.x_train))
+    if data.labelled is None:
+        return epochs
+    steps = epochs * int(np.ceil(len(data.x_train) / cfg.batch_size))
+    return int(np.ceil(steps / np.ceil(data.n_labels / cfg.batch_size)))
+
+
 def train_scratch(cfg: RunConfig, data: SplitData, callbacks=(), verbose: int = 0):
     """The baseline: the student trained like the distilled one, on hard labels only, from
-    fresh initial weights (a saved ``student.path`` model is re-initialised)."""
+    fresh initial weights (a saved ``student.path`` model is re-initialised): same optimizer,
+    learning rate, batch size and optimizer steps; under a label budget, the labelled
+    examples alone."""
     d = cfg.distill
-    return _compile_fit(build_student(cfg, data, fresh=True), data,
-                        epochs_for(cfg, d.epochs, len(data.x_train)), d.learning_rate,
-                        cfg.batch_size, cfg.seed + 2, list(callbacks), verbose)
+    labelled = data if data.labelled is None else dataclasses.replace(
+        data, x_train=data.x_train[data.labelled], y_train=data.y_train[data.labelled],
+        labelled=None, texts_train=None)
+    return _compile_fit(build_student(cfg, data, fresh=True), labelled, scratch_epochs(cfg, data),
+                        d.learning_rate, cfg.batch_size, cfg.seed + 2, list(callbacks), verbose)
 
 
 def _distill_fit(cfg: RunConfig, student, data: SplitData, logits: np.ndarray, epochs: int,
@@ -199,9 +217,10 @@ def _distill_fit(cfg: RunConfig, student, data: SplitData, logits: np.ndarray, e
     keras.utils.set_random_seed(seed)
     d = Distiller(student=student, teacher=None)
     d.compile(optimizer=keras.optimizers.Adam(lr), alpha=cfg.distill.alpha,
-              temperature=cfg.distill.temperature)
-    ds = kd_data.to_dataset(data.x_train, data.y_train, cfg.batch_size, shuffle=True, seed=seed,
-                            teacher_logits=logits)
+              temperature=cfg.distill.temperature,
+              ignore_class=None if data.labelled is None else SplitData.UNLABELLED)
+    ds = kd_data.to_dataset(data.x_train, data.student_labels, cfg.batch_size, shuffle=True,
+                            seed=seed, teacher_logits=logits)
     d.fit(ds, epochs=epochs, verbose=verbose, callbacks=list(callbacks))
     return d.student
 

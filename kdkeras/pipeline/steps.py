@@ -164,15 +164,24 @@ def run_logits(ctx: Context):
 
 
 def run_scratch(ctx: Context):
-    ctx.say(f"scratch: train the student on hard labels for "
-            f"{ctx.epochs(ctx.cfg.distill.epochs)} epochs")
+    data = ctx.data
+    if data.labelled is None:
+        ctx.say(f"scratch: train the student on hard labels for "
+                f"{ctx.epochs(ctx.cfg.distill.epochs)} epochs")
+    else:
+        ctx.say(f"scratch: train the student on the {data.n_labels:,} labelled examples for "
+                f"{S.scratch_epochs(ctx.cfg, data)} epochs (the distilled student's optimizer "
+                "steps)")
     return S.train_scratch(ctx.cfg, ctx.data, ctx.callbacks("scratch"), ctx.verbose)
 
 
 def run_distill(ctx: Context):
     d = ctx.cfg.distill
+    budget = ("" if ctx.data.labelled is None else
+              f", {ctx.data.n_labels:,} of {len(ctx.data.y_train):,} labels (the rest: soft "
+              "targets only)")
     ctx.say(f"distill: {ctx.epochs(d.epochs)} epochs, alpha {d.alpha}, "
-            f"temperature {d.temperature}")
+            f"temperature {d.temperature}{budget}")
     return S.distill(ctx.cfg, ctx.data, ctx.get("logits"), ctx.callbacks("distill"), ctx.verbose)
 
 
@@ -242,13 +251,15 @@ def check_verified(cfg: RunConfig, verify: Optional[Dict[str, Any]], out: Path) 
 def teacher_row(ctx: Context, stage) -> Dict[str, Any]:
     cfg = ctx.cfg
     path = Path(cfg.teacher.path) if cfg.teacher.path else ctx.out / stage.files(cfg)[0]
-    return M.teacher_row(ctx.get(stage.name), path, ctx.data, cfg.batch_size,
-                         cfg.verify.latency_runs)
+    row = M.teacher_row(ctx.get(stage.name), path, ctx.data, cfg.batch_size,
+                        cfg.verify.latency_runs)
+    return {**row, "labels": None if cfg.teacher.path else len(ctx.data.y_train)}
 
 
 def model_row(ctx: Context, stage) -> Dict[str, Any]:
-    return M.keras_row(stage.model, ctx.get(stage.name), ctx.out / stage.files(ctx.cfg)[0],
-                       ctx.data, ctx.cfg.verify.latency_runs)
+    row = M.keras_row(stage.model, ctx.get(stage.name), ctx.out / stage.files(ctx.cfg)[0],
+                      ctx.data, ctx.cfg.verify.latency_runs)
+    return {**row, "labels": ctx.data.n_labels}
 
 
 def tflite_row(ctx: Context, stage) -> Dict[str, Any]:
@@ -256,5 +267,6 @@ def tflite_row(ctx: Context, stage) -> Dict[str, Any]:
     source = ctx.get(export_source(cfg))
     verify = ctx.get("verify") if ctx.enabled("verify") else None
     metrics = verify if verify else S.verify(cfg, path, source, ctx.data)
-    return M.tflite_row(Path(tflite_name(cfg)).stem, path, source, metrics,
-                        cfg.verify.latency_runs)
+    row = M.tflite_row(Path(tflite_name(cfg)).stem, path, source, metrics,
+                       cfg.verify.latency_runs)
+    return {**row, "labels": ctx.data.n_labels}

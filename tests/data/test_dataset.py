@@ -28,7 +28,8 @@ def _split(n_train=10, n_test=6, text=False):
 
 
 def test_split_data_summary_is_json_ready():
-    assert _split().summary() == {"name": "toy", "kind": "features", "n_train": 10, "n_test": 6,
+    assert _split().summary() == {"name": "toy", "kind": "features", "n_train": 10, "n_labels": 10,
+                                  "n_test": 6,
                                   "num_classes": 2, "input_shape": [2]}
 
 
@@ -61,3 +62,21 @@ def test_every_loader_says_how_it_scaled_the_raw_inputs(tmp_path):
     assert load_files(tmp_path / "f.npz").normalization == {"mean": 0.0, "std": 1.0}
     (tmp_path / "t.csv").write_text("text,label\n" + "".join(f"w{i} x,{i % 2}\n" for i in range(10)))
     assert load_files(tmp_path / "t.csv").normalization is None
+
+
+def test_label_budget_marks_the_rest_unlabelled_and_follows_subsets():
+    d = _split(n_train=10)
+    b = d.with_label_budget(0.3, seed=1)
+    assert b.n_labels == 3 and d.labelled is None and d.n_labels == 10
+    y = b.student_labels
+    assert (y == SplitData.UNLABELLED).sum() == 7
+    np.testing.assert_array_equal(y[b.labelled], d.y_train[b.labelled])
+    assert b.with_label_budget(4, seed=1).n_labels == 4
+    assert d.with_label_budget(1.0).labelled is None and d.with_label_budget(10).labelled is None
+    s = b.subset(n_train=5, seed=2)  # the budget follows the rows
+    assert len(s.labelled) == 5
+    rows = (s.x_train[:, 0] / 2).astype(int)
+    np.testing.assert_array_equal(s.labelled, b.labelled[rows])
+    for bad in (0, -0.5, 1.5, 11, float("nan"), True):
+        with pytest.raises(ValueError, match="labels"):
+            d.with_label_budget(bad)

@@ -565,3 +565,27 @@ def test_distiller_config_round_trips(digits_data, trained_teacher):
     offline = kd.Distiller(small_student(), teacher=None)
     assert offline.get_config()["teacher"] is None
     assert kd.Distiller.from_config(offline.get_config(), teacher=trained_teacher).teacher.model is trained_teacher
+
+
+def test_ignore_class_leaves_unlabelled_examples_to_the_teacher(digits_data, trained_teacher):
+    """Label budget: examples labelled -1 count in the distillation loss only."""
+    (x, y), _ = digits_data
+    xs, ys = x[:64], y[:64].copy()
+    ys[::2] = -1  # half of the examples have no label
+    s = small_student()
+    d = compiled(s, trained_teacher, alpha=0.5, temperature=2.0, metrics=["accuracy"],
+                 ignore_class=-1)
+    res = d.evaluate(xs, ys, batch_size=64, verbose=0, return_dict=True)
+    logits = s.predict(xs, verbose=0)
+    keep = ys != -1
+    ce = kd.keras.losses.sparse_categorical_crossentropy(ys[keep], logits[keep], from_logits=True)
+    np.testing.assert_allclose(res["student_loss"], np.mean(ce), rtol=1e-5)
+    kl = losses.kl_divergence(trained_teacher.predict(xs, verbose=0), logits, temperature=2.0)
+    np.testing.assert_allclose(res["distillation_loss"], np.mean(kl), rtol=1e-5)
+    np.testing.assert_allclose(res["accuracy"], np.mean(logits[keep].argmax(-1) == ys[keep]), atol=1e-6)
+    # A batch with no label at all: the hard-label loss is 0, never NaN, and training runs.
+    h = d.fit(xs, np.full(64, -1), epochs=1, batch_size=32, verbose=0)
+    assert h.history["student_loss"] == [0.0] and np.isfinite(h.history["loss"][0])
+    # Without ignore_class, -1 is still refused as out of range.
+    with pytest.raises(ValueError, match=r"Label -1 is out of range"):
+        compiled(small_student(), trained_teacher).fit(xs, ys, epochs=1, verbose=0)

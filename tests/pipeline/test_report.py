@@ -13,7 +13,7 @@ from kdkeras.pipeline import RunConfig, report_markdown
 from kdkeras.pipeline import report as R
 from tests.pipeline.runs import NAMES, tiny
 
-FIELDS = {"name", "format", "accuracy", "macro_f1", "params", "nonzero_params", "size_bytes",
+FIELDS = {"name", "format", "labels", "accuracy", "macro_f1", "params", "nonzero_params", "size_bytes",
           "gzip_bytes", "latency_ms", "path"}
 
 
@@ -45,7 +45,7 @@ def test_markdown_and_plot(first_run):
 
 
 def _row(name, fmt, acc, params, latency):
-    return {"name": name, "format": fmt, "accuracy": acc, "macro_f1": acc - 0.05,
+    return {"name": name, "format": fmt, "labels": 20, "accuracy": acc, "macro_f1": acc - 0.05,
             "params": params, "nonzero_params": params // 2, "size_bytes": 10 * params,
             "gzip_bytes": 4 * params, "latency_ms": latency, "path": f"/gone/{name}.{fmt}",
             "per_class": [{"class": c, "precision": 0.8, "recall": 0.8, "f1": f1, "support": 4}
@@ -83,9 +83,9 @@ def test_a_report_copied_elsewhere_renders_without_its_data(tmp_path):
     assert report["config"]["data"]["source"] == str(source)
     md = report_markdown(report)
     assert md.startswith("# kdkeras run: mine.npz (20 train / 8 test, 2 classes)")
-    assert "| teacher | keras | 87.50 | 82.50 | 120,000 | 60,000 | 1,200,000 | 480,000 | 2.500 |" in md
-    assert "| student_distilled | keras | 81.25 | 76.25 | 3,000 | 1,500 | 30,000 | 12,000 | – |" in md
-    assert "| student_tflite_int8 | tflite | 80.00 |" in md
+    assert "| teacher | keras | 20 | 87.50 | 82.50 | 120,000 | 60,000 | 1,200,000 | 480,000 | 2.500 |" in md
+    assert "| student_distilled | keras | 20 | 81.25 | 76.25 | 3,000 | 1,500 | 30,000 | 12,000 | – |" in md
+    assert "| student_tflite_int8 | tflite | 20 | 80.00 |" in md
     assert "| no | 75.0 | 75.0 | 75.0 |" in md  # per-class F1 of every model
     assert "Confusion matrix of student_tflite_int8" in md and "| yes | 1 | 3 |" in md
     assert "agrees with its Keras model on 99.00% of 8 test examples" in md
@@ -110,12 +110,12 @@ def test_a_report_of_another_version_renders_its_keys_as_stored():
 def test_table_rows_format_every_column():
     report = _synthetic_report("digits")
     rows = R.table_rows(report)
-    assert rows[0] == ["teacher", "keras", "87.50", "82.50", "120,000", "60,000", "1,200,000",
-                       "480,000", "2.500"]
-    assert rows[1][-1] == "–" and rows[2][2] == "80.00"
+    assert rows[0] == ["teacher", "keras", "20", "87.50", "82.50", "120,000", "60,000",
+                       "1,200,000", "480,000", "2.500"]
+    assert rows[1][-1] == "–" and rows[2][3] == "80.00"
     for m in report["models"]:  # a report.json of a version without macro-F1
         del m["macro_f1"]
-    assert R.table_rows(report)[0][3] == "–"
+    assert R.table_rows(report)[0][4] == "–"
 
 
 def test_print_table_shows_every_model():

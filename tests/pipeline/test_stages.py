@@ -27,7 +27,8 @@ def test_load_data_draws_the_configured_subsets():
     test = subset_indices(len(full.x_test), 40, 4)
     np.testing.assert_array_equal(data.x_train, full.x_train[train])
     np.testing.assert_array_equal(data.y_test, full.y_test[test])
-    assert data.summary() == {"name": "digits", "kind": "images", "n_train": 100, "n_test": 40,
+    assert data.summary() == {"name": "digits", "kind": "images", "n_train": 100, "n_labels": 100,
+                              "n_test": 40,
                               "num_classes": 10, "input_shape": [8, 8, 1]}
 
 
@@ -119,3 +120,34 @@ def test_teacher_inputs_are_raw_text_only_for_a_task_with_a_preprocessor():
     assert isinstance(raw, np.ndarray) and raw.dtype == object and list(raw) == data.texts_train
     assert list(S.teacher_inputs(Task(), data, test=True)) == data.texts_test
     assert S.teacher_inputs(_two_dense(), data) is data.x_train
+
+
+def test_scratch_gets_the_distilled_students_optimizer_steps_under_a_label_budget():
+    cfg = tiny(data={"labels": 0.1}, distill={"epochs": 3})
+    data = S.load_data(cfg)
+    assert data.n_labels == round(0.1 * len(data.x_train))
+    steps = 3 * int(np.ceil(len(data.x_train) / cfg.batch_size))
+    epochs = S.scratch_epochs(cfg, data)
+    per_epoch = int(np.ceil(data.n_labels / cfg.batch_size))
+    assert (epochs - 1) * per_epoch < steps <= epochs * per_epoch
+    assert S.scratch_epochs(tiny(distill={"epochs": 3}), S.load_data(tiny())) == 3
+
+
+@pytest.mark.parametrize("bad", [0, -1, 1.5, float("nan")])
+def test_label_budget_config_is_checked(bad):
+    with pytest.raises(ValueError, match="data.labels"):
+        tiny(data={"labels": bad})
+
+
+@pytest.mark.slow
+def test_a_label_budget_run_reports_the_labels_each_model_saw(tmp_path):
+    from kdkeras.pipeline import report_markdown, run
+
+    report = run(tiny(data={"labels": 300}), tmp_path / "budget", log=lambda s: None)
+    labels = {m["name"]: m["labels"] for m in report["models"]}
+    n_train = report["dataset_info"]["n_train"]
+    assert labels["teacher"] == n_train and report["dataset_info"]["n_labels"] == 300
+    assert {v for k, v in labels.items() if k != "teacher"} == {300}
+    md = report_markdown(report)
+    assert f"the students saw 300 of the {n_train:,} training labels" in md
+    assert "Distillation: student_distilled" in md
