@@ -32,6 +32,8 @@ def _key(default, doc: str):
 
 
 AUTO = "auto"
+#: ``data.labels = 0`` on a built-in data set: the students' share of its labels.
+BUILTIN_LABELS = 0.1
 MAX_SEED = 2**31 - 1
 
 
@@ -44,11 +46,12 @@ class DataConfig:
                        "x/y), a .csv file, a folder of class sub-folders of images or .txt files")
     n_train: int = _key(0, "training examples used, a random subset (0: all)")
     n_test: int = _key(0, "held-out test examples used, a random subset (0: all)")
-    labels: float = _key(1.0, "label budget: the share (0 < labels <= 1) or count (> 1) of "
+    labels: float = _key(0.0, "label budget: the share (0 < labels <= 1) or count (> 1) of "
                          "training labels the students see, drawn at random; the scratch "
                          "baseline trains on those alone, the distilled students also learn the "
                          "rest from the teacher's soft targets (the teacher is trained on every "
-                         "label, or loaded). 1: every label")
+                         "label, or loaded). 0: automatic, every label of your own data, 10% of "
+                         "a built-in set's (the case distillation is for; 1: all of them)")
     test_fraction: float = _key(0.2, "held-out share when the source has no test split of its own")
     label_column: str = _key("label", "CSV: the column holding the labels")
     text_column: str = _key("text", "CSV: the column holding the text (if present: a text data set)")
@@ -251,7 +254,7 @@ class RunConfig:
                              ("data.n_test", d.n_test), ("prune.min_params", self.prune.min_params),
                              ("min_steps", self.min_steps)):
             check_number(value, where, low=0)  # 0: all, for the sizes
-        check_number(d.labels, "data.labels", low=0, low_open=True)
+        check_number(d.labels, "data.labels", low=0)
         if d.labels > 1 and not float(d.labels).is_integer():
             raise ValueError(f"data.labels above 1 is a count of labels and must be whole. "
                              f"Received: data.labels={d.labels}")

@@ -21,7 +21,7 @@ import tf_keras as keras
 from kdkeras import data as kd_data
 from kdkeras.data import SplitData
 from kdkeras.distill import Distiller, TrainingDivergedError
-from kdkeras.pipeline.config import AUTO, RunConfig
+from kdkeras.pipeline.config import AUTO, BUILTIN_LABELS, RunConfig
 from kdkeras.models import BUILDERS
 
 
@@ -39,9 +39,18 @@ def load_data(cfg: RunConfig) -> SplitData:
                                   sequence_length=d.sequence_length, max_tokens=d.max_tokens)
         data = dataclasses.replace(data, name=Path(d.source).name)
     data = data.subset(d.n_train, d.n_test, seed=cfg.seed)
-    if d.labels != 1:
-        data = data.with_label_budget(d.labels, seed=cfg.seed + 5)
+    labels = label_budget(cfg)
+    if labels != 1:
+        data = data.with_label_budget(labels, seed=cfg.seed + 5)
     return data
+
+
+def label_budget(cfg: RunConfig) -> float:
+    """``data.labels``, with 0 (automatic) resolved: 10% of a built-in set's labels (it has
+    them all: the showcase of what distillation is for), every label of the user's data."""
+    if cfg.data.labels:
+        return cfg.data.labels
+    return BUILTIN_LABELS if cfg.data.source in kd_data.DATASETS else 1
 
 
 # ----------------------------------------------------------------------------- models

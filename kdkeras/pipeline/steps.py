@@ -139,6 +139,11 @@ def run_data(ctx: Context) -> SplitData:
     s = data.summary()
     ctx.say(f"data: {s['n_train']:,} training / {s['n_test']:,} test examples, "
             f"{s['num_classes']} classes, input {tuple(s['input_shape'])} ({s['kind']})")
+    if data.labelled is not None:
+        why = (" (data.labels = 0 on a built-in set: 10%; set data.labels = 1 for all)"
+               if not ctx.cfg.data.labels else "")
+        ctx.say(f"data: label budget, the students see {data.n_labels:,} of the "
+                f"{s['n_train']:,} training labels{why}")
     return data
 
 

@@ -9,7 +9,8 @@ CACHED = ["teacher", "logits", "scratch", "distill", "prune", "qat", "export", "
 
 def tiny(**changes) -> RunConfig:
     """The whole pipeline on digits in about a minute; ``changes`` merge into the sections."""
-    base = {"batch_size": 64, "min_steps": 0, "data": {"source": "digits"}, "teacher": {"epochs": 3},
+    base = {"batch_size": 64, "min_steps": 0, "data": {"source": "digits", "labels": 1},
+            "teacher": {"epochs": 3},
             "distill": {"epochs": 2, "learning_rate": 3e-3}, "prune": {"epochs": 1},
             "qat": {"epochs": 1}, "verify": {"latency_runs": 5}}
     for key, value in changes.items():

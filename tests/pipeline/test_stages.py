@@ -133,10 +133,18 @@ def test_scratch_gets_the_distilled_students_optimizer_steps_under_a_label_budge
     assert S.scratch_epochs(tiny(distill={"epochs": 3}), S.load_data(tiny())) == 3
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, float("nan")])
+@pytest.mark.parametrize("bad", [-1, 1.5, float("nan")])
 def test_label_budget_config_is_checked(bad):
     with pytest.raises(ValueError, match="data.labels"):
         tiny(data={"labels": bad})
+
+
+def test_automatic_label_budget_is_10_percent_of_a_built_in_set_and_all_of_yours(tmp_path):
+    assert S.label_budget(tiny(data={"labels": 0})) == 0.1  # digits: built in
+    assert S.load_data(tiny(data={"labels": 0})).n_labels == round(0.1 * 1347)
+    np.savez(tmp_path / "mine.npz", x=np.random.default_rng(0).random((40, 3)), y=np.arange(40) % 2)
+    mine = tiny(data={"labels": 0, "source": str(tmp_path / "mine.npz")})
+    assert S.label_budget(mine) == 1 and S.load_data(mine).labelled is None
 
 
 @pytest.mark.slow
