@@ -468,3 +468,34 @@ def test_cli_eval_with_an_empty_or_corrupt_npz_names_it(small_file, tmp_path, ca
     assert main(["eval", path, "--data", str(bad)]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "bad.npz" in err, err
+
+
+@pytest.mark.parametrize("name,content", [
+    ("broken.npz", b"PK\x03\x04 cut"),
+    ("latin.csv", "text,label\ncaf\xe9,a\nok,b\n".encode("latin-1")),
+    ("dup.csv", b"label,a,label\n0,1,1\n1,2,0\n"),
+])
+def test_kdkeras_run_on_bad_data_is_one_line_exit_2_before_training(tmp_path, capsys, name, content):
+    from kdkeras.cli import main
+
+    (tmp_path / name).write_bytes(content)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[data]\nsource = "{name}"\n')
+    assert main(["run", str(cfg), "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and name in err, err
+    assert not (tmp_path / "o" / ".kdkeras" / "teacher.json").exists()
+
+
+def test_kdkeras_export_with_nan_calibration_data_is_one_line_exit_2(tmp_path, capsys):
+    from kdkeras.cli import main
+
+    _mlp().save(tmp_path / "m.keras")
+    x = np.random.default_rng(0).random((50, 6)).astype("float32")
+    x[7, 1] = np.nan
+    np.savez(tmp_path / "calib.npz", x=x)
+    code = main(["export", str(tmp_path / "m.keras"), str(tmp_path / "m.tflite"), "-q", "int8",
+                 "--calib", str(tmp_path / "calib.npz")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "NaN or infinite" in err, err
+    assert not (tmp_path / "m.tflite").exists()
