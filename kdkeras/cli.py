@@ -23,13 +23,15 @@ def _add_run(sub: "argparse._SubParsersAction") -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "examples:\n"
-            "  kdkeras run                           # the built-in Fashion-MNIST job\n"
+            "  kdkeras run                           # the built-in Fashion-MNIST job (students:\n"
+            "                                        # 10% of the labels; data.labels = 1: all)\n"
             "  kdkeras run --quick --out runs/quick  # smoke test on a small subset\n"
             "  kdkeras init my.toml && kdkeras run my.toml --out runs/mine\n"
             "  kdkeras run my.toml --out runs/mine --force prune   # redo prune and later stages\n\n"
             f"stages: {' -> '.join(STAGE_NAMES)}\n"
-            "Finished stages are reused when their config is unchanged, so an interrupted run\n"
-            "resumes. The report (report.json, report.md, report.png) and android/ go to --out.\n"
+            "Finished stages are reused when their config and files are unchanged, so an\n"
+            "interrupted run resumes; one run at a time per --out. The report (report.json,\n"
+            "report.md, report.png) and android/ go to --out.\n"
         ),
     )
     p.add_argument("config", nargs="?", default=None, help="TOML config (default: built-in)")
