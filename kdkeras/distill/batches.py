@@ -107,3 +107,36 @@ def peek(x, y, sample_weight, n: int = 16):
             parts = parts[:-1]
         return parts if len(parts) > 1 else parts[0]
     return None
+
+
+def labelled(y, s_logits, mask, ignore_class):
+    """``(y, mask)`` with the examples labelled ``ignore_class`` masked out of the hard-label
+    loss and the metrics (their label replaced by 0, which the mask then ignores); unchanged
+    when ``ignore_class`` is None."""
+    if ignore_class is None:
+        return y, mask
+    y = tf.convert_to_tensor(y)
+    keep = tf.not_equal(y, tf.cast(ignore_class, y.dtype))
+    like = s_logits[..., 0]  # the per-example shape of the losses
+    m = match_rank(tf.cast(keep, tf.float32), like)
+    if mask is not None:
+        m = m * match_rank(tf.cast(mask, tf.float32), like)
+    return tf.where(keep, y, tf.zeros_like(y)), m
+
+
+def metric_inputs(y, s_logits, sw, mask, drop_masked: bool):
+    """``(y, y_pred, sample_weight)`` for the compiled metrics.
+
+    Metrics given as ``metrics=`` are unweighted in tf-keras, so examples without a label
+    (``drop_masked``) are removed rather than weighted 0; a Keras mask becomes the weight.
+    """
+    if drop_masked and mask is not None:
+        like = s_logits[..., 0]
+        keep = match_rank(tf.cast(mask, tf.float32), like) > 0
+        w = None if sw is None else tf.boolean_mask(match_rank(tf.cast(sw, tf.float32), like), keep)
+        return tf.boolean_mask(match_rank(y, like), keep), tf.boolean_mask(s_logits, keep), w
+    w = sw
+    if mask is not None:
+        m = tf.cast(mask, s_logits.dtype)
+        w = m if w is None else match_rank(tf.cast(w, m.dtype), m) * m
+    return y, s_logits, w

@@ -30,7 +30,8 @@ from kdkeras.distill.batches import (
     TEACHER_LOGITS_KEY,
     dict_batch_inputs,
     is_dict_batch,
-    match_rank,
+    labelled,
+    metric_inputs,
     split_logits,
     unpack,
     weighted_mean,
@@ -258,7 +259,7 @@ class Distiller(keras.Model):
         distill = weighted_mean(per_ex, sw, mask)
         parts["distillation_loss"] = distill
         if y is not None:
-            y, mask = self._labelled(y, s_logits, mask)
+            y, mask = labelled(y, s_logits, mask, self.ignore_class)
             student = weighted_mean(self.student_loss_fn(y, s_logits), sw, mask)
             parts["student_loss"] = student
             total = self.alpha * student + (1.0 - self.alpha) * distill
@@ -273,19 +274,6 @@ class Distiller(keras.Model):
         parts["loss"] = total
         return total, parts, s_logits, mask, y
 
-    def _labelled(self, y, s_logits, mask):
-        """``(y, mask)`` with the examples labelled ``ignore_class`` masked out of the hard-label
-        loss and the metrics (their label replaced by 0, which the mask then ignores)."""
-        if self.ignore_class is None:
-            return y, mask
-        y = tf.convert_to_tensor(y)
-        labelled = tf.not_equal(y, tf.cast(self.ignore_class, y.dtype))
-        like = s_logits[..., 0]  # the per-example shape of the losses
-        m = match_rank(tf.cast(labelled, tf.float32), like)
-        if mask is not None:
-            m = m * match_rank(tf.cast(mask, tf.float32), like)
-        return tf.where(labelled, y, tf.zeros_like(y)), m
-
     def _update_metrics(self, parts, y, s_logits, sw, mask):
         trackers = {
             "loss": self.loss_tracker,
@@ -296,17 +284,8 @@ class Distiller(keras.Model):
         for key, value in parts.items():
             trackers[key].update_state(value)
         if y is not None:
-            w = sw
-            if self.ignore_class is not None and mask is not None:
-                # Metrics given as metrics= are unweighted in tf-keras: keep the labelled rows.
-                like = s_logits[..., 0]
-                keep = match_rank(tf.cast(mask, tf.float32), like) > 0
-                y, s_logits = tf.boolean_mask(match_rank(y, like), keep), tf.boolean_mask(s_logits, keep)
-                w = None if w is None else tf.boolean_mask(match_rank(tf.cast(w, tf.float32), like), keep)
-            elif mask is not None:
-                m = tf.cast(mask, s_logits.dtype)
-                w = m if w is None else match_rank(tf.cast(w, m.dtype), m) * m
-            self.compiled_metrics.update_state(y, s_logits, w)
+            self.compiled_metrics.update_state(
+                *metric_inputs(y, s_logits, sw, mask, self.ignore_class is not None))
         logs = {key: trackers[key].result() for key in parts}
         for m in self.compiled_metrics.metrics:
             logs[m.name] = m.result()
@@ -347,7 +326,8 @@ class Distiller(keras.Model):
         if logits is None and self._teacher is None:
             # Plain evaluation of the student (held-out data rarely has cached logits).
             s_logits = self.student(x, training=False)
-            y, mask = self._labelled(y, s_logits, getattr(s_logits, "_keras_mask", None))
+            y, mask = labelled(y, s_logits, getattr(s_logits, "_keras_mask", None),
+                               self.ignore_class)
             student = weighted_mean(self.student_loss_fn(y, s_logits), sw, mask)
             # Not logged as "loss": that name is the distillation objective, which needs logits.
             return self._update_metrics({"student_loss": student}, y, s_logits, sw, mask)
