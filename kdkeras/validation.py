@@ -25,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["check_int", "check_number", "check_alpha", "check_temperature", "is_int"]
+__all__ = ["check_int", "check_number", "check_alpha", "check_temperature", "is_int",
+           "shape_fits"]
 
 
 def is_int(value: Any) -> bool:
@@ -78,6 +79,16 @@ def check_number(value: Any, name: str, *, low: float = -math.inf, high: float =
             where = f"a finite number {where}"
         raise ValueError(f"{name} must be {where}. Received: {name}={value!r}")
     return float(value)
+
+
+def shape_fits(expected, got) -> bool:
+    """True when per-example shape ``got`` fits ``expected`` (``None`` there: any size).
+
+    >>> shape_fits((None, 8), (12, 8)), shape_fits((28, 28, 1), (28, 28))
+    (True, False)
+    """
+    expected, got = tuple(expected), tuple(got)
+    return len(expected) == len(got) and all(e is None or e == g for e, g in zip(expected, got))
 
 
 def _bound(b: float):

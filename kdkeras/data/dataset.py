@@ -13,7 +13,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import numpy as np
 import tensorflow as tf
 
-from kdkeras.validation import check_int
+from kdkeras.validation import check_int, check_number
 
 __all__ = ["SplitData", "subset_indices", "to_dataset"]
 
@@ -105,11 +105,7 @@ class SplitData:
                 training examples.
         """
         n = len(self.y_train)
-        ok = isinstance(labels, (int, float, np.integer, np.floating)) and not isinstance(
-            labels, bool) and np.isfinite(labels) and labels > 0
-        if not ok:
-            raise ValueError(f"labels must be a share in (0, 1] or a count of training labels. "
-                             f"Received: labels={labels!r}")
+        check_number(labels, "labels", low=0, low_open=True)  # a share or a count, finite
         if labels <= 1:
             count = max(1, int(round(float(labels) * n)))
         elif float(labels).is_integer() and labels <= n:

@@ -21,20 +21,8 @@ from typing import Any, Callable, Iterable, List, Optional
 
 import numpy as np
 
-from kdkeras.models.loading import SavedModelFunction
-
-
-def _model_input_shapes(model: Any) -> Optional[List[tuple]]:
-    """Per-example input shapes (no batch axis), or None when unknown."""
-    if isinstance(model, SavedModelFunction):
-        return model.input_shapes
-    inputs = getattr(model, "inputs", None)
-    if not inputs:
-        return None
-    try:
-        return [tuple(None if d is None else int(d) for d in t.shape[1:]) for t in inputs]
-    except Exception:  # noqa: BLE001
-        return None
+from kdkeras.models.loading import input_shapes
+from kdkeras.validation import shape_fits
 
 
 def _model_input_dtypes(model: Any) -> Optional[List[np.dtype]]:
@@ -81,7 +69,7 @@ def representative_dataset(data: Any, model: Any, max_samples: Optional[int]) ->
     if callable(data):
         return data
     arrays = _as_input_list(data)
-    expected = _model_input_shapes(model)
+    expected = input_shapes(model)
     if expected is not None and len(expected) != len(arrays):
         raise ValueError(
             f"representative_data has {len(arrays)} input array(s) but the model has "
@@ -97,8 +85,7 @@ def representative_dataset(data: Any, model: Any, max_samples: Optional[int]) ->
         if expected is not None:
             exp = expected[i]
             got = tuple(a.shape[1:])
-            ok = len(exp) == len(got) and all(e is None or e == g for e, g in zip(exp, got))
-            if not ok:
+            if not shape_fits(exp, got):
                 raise ValueError(
                     f"representative_data has the wrong shape: per-example shape {got} (array "
                     f"shape {a.shape}) but the model input expects {exp} (batch axis first: "

@@ -25,7 +25,8 @@ import numpy as np
 
 from kdkeras.evaluation import classification_metrics
 from kdkeras.export.tflite_file import check_tflite_file
-from kdkeras.validation import check_int
+from kdkeras.models.loading import input_shapes
+from kdkeras.validation import check_int, shape_fits
 
 
 def make_interpreter(path: str, num_threads: Optional[int] = None) -> Any:
@@ -137,8 +138,7 @@ def predict_tflite(path: str, x: np.ndarray, *, batch_size: int = 256) -> np.nda
     x = np.asarray(x)
     sig = inputs[0].get("shape_signature", inputs[0]["shape"])
     expected = tuple(None if int(d) < 0 else int(d) for d in sig[1:])  # None: any size
-    got = tuple(x.shape[1:])
-    if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
+    if not shape_fits(expected, x.shape[1:]):
         raise ValueError(
             f"x has per-example shape {tuple(x.shape[1:])} (array shape {x.shape}) but the "
             f"TFLite input expects {expected}. Reshape x to (N,) + {expected}."
@@ -203,17 +203,11 @@ def _first_output(out: Any) -> np.ndarray:
 def _check_input_shape(model: Any, x: Any) -> None:
     """Refuses ``x`` whose per-example shape the model's (single) input cannot take, in one line
     instead of Keras's trace."""
-    inputs = getattr(model, "inputs", None)
-    shapes = getattr(model, "input_shapes", None)  # a SavedModelFunction
-    if inputs and len(inputs) == 1:
-        expected = tuple(inputs[0].shape[1:])
-    elif shapes and len(shapes) == 1:
-        expected = tuple(shapes[0])
-    else:
+    shapes = input_shapes(model)
+    if not shapes or len(shapes) != 1:
         return
-    expected = tuple(None if d is None else int(d) for d in expected)
-    got = tuple(np.shape(x)[1:])
-    if len(got) != len(expected) or any(e is not None and e != g for e, g in zip(expected, got)):
+    expected, got = shapes[0], tuple(np.shape(x)[1:])
+    if not shape_fits(expected, got):
         name = getattr(model, "name", type(model).__name__)
         raise ValueError(f"The model {name!r} takes inputs of per-example shape {expected}; x has "
                          f"{got} (array shape {np.shape(x)}). Pass data preprocessed for this "

@@ -19,7 +19,7 @@ import os
 from pathlib import Path
 from typing import Any, List, Optional, Tuple, Union
 
-__all__ = ["load_model", "SavedModelFunction", "KERAS_SUFFIXES", "model_format"]
+__all__ = ["load_model", "SavedModelFunction", "KERAS_SUFFIXES", "model_format", "input_shapes"]
 
 KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 PathLike = Union[str, os.PathLike]
@@ -75,6 +75,20 @@ class SavedModelFunction:
 
     def __repr__(self) -> str:
         return f"SavedModelFunction({self.path!r})"
+
+
+def input_shapes(model: Any) -> Optional[List[tuple]]:
+    """Per-example input shapes (no batch axis, ``None`` for any size) of a Keras model or a
+    :class:`SavedModelFunction`; None when unknown."""
+    if isinstance(model, SavedModelFunction):
+        return model.input_shapes
+    inputs = getattr(model, "inputs", None)
+    if not inputs:
+        return None
+    try:
+        return [tuple(None if d is None else int(d) for d in t.shape[1:]) for t in inputs]
+    except (TypeError, ValueError):
+        return None
 
 
 def model_format(path: PathLike) -> str:
