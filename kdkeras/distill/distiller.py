@@ -42,6 +42,7 @@ from kdkeras.distill.hooks import fit_callbacks
 from kdkeras.distill.preflight import preflight, shape_mismatch
 from kdkeras.distill.student_loss import default_student_loss, per_example
 from kdkeras.distill.teachers import EnsembleTeacher, Teacher, as_teacher, feature_model
+from kdkeras.distill.topk import is_top_k
 from kdkeras.distill.views import as_augmentation, augment_batch
 from kdkeras.validation import check_alpha, check_int, check_temperature
 
@@ -233,6 +234,8 @@ class Distiller(keras.Model):
 
     def _teacher_outputs(self, x, logits):
         """Teacher logits (given or computed, outside any tape) and hint features."""
+        if is_top_k(logits):  # cached top-k targets: ids stay int32
+            return {key: tf.stop_gradient(value) for key, value in logits.items()}, []
         if logits is not None:
             return tf.stop_gradient(tf.cast(logits, tf.float32)), []
         if self._teacher is None:
@@ -250,7 +253,13 @@ class Distiller(keras.Model):
 
     def _compute_losses(self, x, y, sw, t_logits, t_feats, training):
         s_logits, s_feats = self._student_outputs(x, training)
-        if t_logits.shape.rank is not None and s_logits.shape.rank is not None:
+        if is_top_k(t_logits):
+            if not self.distillation_loss.supports_top_k:
+                raise ValueError(
+                    f"The batches carry top-k teacher targets, which "
+                    f"{type(self.distillation_loss).__name__} cannot use: it needs full logits. "
+                    "Use the KL loss (distillation_loss_fn=None or 'kl'), or cache full logits.")
+        elif t_logits.shape.rank is not None and s_logits.shape.rank is not None:
             if not t_logits.shape[1:].is_compatible_with(s_logits.shape[1:]):
                 raise shape_mismatch("the teacher", t_logits.shape, self.student.name, s_logits.shape)
         mask = getattr(s_logits, "_keras_mask", None)

@@ -1,7 +1,9 @@
 """The teacher-logit cache: run the teacher once, distill offline from its logits.
 
 :func:`cache_teacher_logits` returns a ``tf.data.Dataset`` of ``(x, y, teacher_logits)`` and can
-save the logits to a ``.npy`` file (:func:`load_teacher_logits` reads it back).
+save the logits to a ``.npy`` file (:func:`load_teacher_logits` reads it back). With
+``top_k=k`` it keeps only the teacher's k largest logits, their ids and the tail mass
+(:mod:`kdkeras.distill.topk`; saved as ``.npz``).
 :func:`teacher_logits_for` returns the logits alone as a numpy array; it is what the pipeline's
 logit cache calls. A keras-hub task with a preprocessor is run with ``task.predict`` on the raw
 inputs, so its logits are computed once, offline.
@@ -19,6 +21,7 @@ import tensorflow as tf
 
 from kdkeras._io import atomic_write_bytes
 from kdkeras.distill.teachers import EnsembleTeacher, as_teacher, preprocessing_task, select_output
+from kdkeras.distill.topk import KEYS, is_top_k, top_k_targets
 from kdkeras.validation import check_int
 
 __all__ = ["cache_teacher_logits", "teacher_logits_for", "save_teacher_logits",
@@ -120,6 +123,7 @@ def cache_teacher_logits(
     temperature: Optional[float] = None,
     shuffle: bool = True,
     seed: Optional[int] = None,
+    top_k: Optional[int] = None,
 ) -> tf.data.Dataset:
     """Runs the teacher once over ``data`` and returns a dataset of ``(x, y, teacher_logits)``.
 
@@ -137,10 +141,15 @@ def cache_teacher_logits(
         path: str or None. Also save the logits there (``.npy``, written atomically); reuse them
             with :func:`load_teacher_logits` as long as the data and its order are the same.
         batch_size: int. Batch size of the teacher pass and of the returned dataset.
-        temperature: float or None. Passed to the teacher; only ensembles depend on it, and
-            then it must equal the Distiller's temperature.
+        temperature: float or None. Passed to the teacher; only ensembles and ``top_k``
+            depend on it, and then it must equal the Distiller's temperature.
         shuffle: bool. Shuffle the returned dataset every epoch.
         seed: int or None. Shuffle seed.
+        top_k: int or None. Keep only the teacher's ``top_k`` largest logits per example, their
+            class ids and the probability of the rest (the tail), at ``temperature``:
+            ``top_k·6 + 4`` bytes per example instead of ``classes·4``. The third element of
+            each batch is then a top-k target dict (:mod:`kdkeras.distill.topk`); the
+            Distiller's KL loss uses it. None keeps every logit.
 
     Returns:
         A batched ``tf.data.Dataset`` of ``(x, y, teacher_logits)`` (``(x, teacher_logits)``
@@ -155,10 +164,20 @@ def cache_teacher_logits(
     >>> ds = kd.cache_teacher_logits(teacher, (x[:64], y[:64]), batch_size=32)
     >>> [tuple(t.shape) for t in next(iter(ds))]
     [(32, 8, 8, 1), (32,), (32, 10)]
+    >>> ds = kd.cache_teacher_logits(teacher, (x[:64], y[:64]), top_k=3, temperature=2.0)
+    >>> sorted(next(iter(ds))[2])
+    ['ids', 'logits', 'tail', 'temperature']
     """
+    if top_k is not None and temperature is None:
+        raise ValueError(
+            "Top-k targets hold the tail mass at one temperature: pass the Distiller's "
+            f"temperature, e.g. cache_teacher_logits(teacher, data, top_k={top_k!r}, "
+            "temperature=3.0).")
     x_all, y_all, l_all = _teacher_pass(
         teacher, data, batch_size, temperature, "cache_teacher_logits"
     )
+    if top_k is not None:
+        l_all = top_k_targets(l_all, top_k, temperature)
     if path is not None:
         save_teacher_logits(path, l_all)
     parts = (x_all, y_all, l_all) if y_all is not None else {"x": x_all, "teacher_logits": l_all}
@@ -168,16 +187,36 @@ def cache_teacher_logits(
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
 
 
-def save_teacher_logits(path: Union[str, os.PathLike], logits: np.ndarray) -> None:
-    """Writes logits to a ``.npy`` file atomically (read back with :func:`load_teacher_logits`)."""
+def save_teacher_logits(path: Union[str, os.PathLike], logits) -> None:
+    """Writes logits atomically: an array as ``.npy``, top-k targets as ``.npz`` (read back
+    with :func:`load_teacher_logits`)."""
     buf = io.BytesIO()
-    np.save(buf, np.asarray(logits))
+    if is_top_k(logits):
+        np.savez(buf, **{key: np.asarray(logits[key]) for key in KEYS})
+    else:
+        np.save(buf, np.asarray(logits))
     atomic_write_bytes(path, buf.getvalue())
 
 
-def load_teacher_logits(path: Union[str, os.PathLike]) -> np.ndarray:
-    """Reads logits saved by :func:`cache_teacher_logits` (a ``.npy`` file)."""
+def load_teacher_logits(path: Union[str, os.PathLike]):
+    """Reads what :func:`save_teacher_logits` wrote: an array, or a top-k target dict.
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: a file that is not a logit cache (truncated, or another format), named.
+    """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"No teacher-logit cache at {path}. Create it with cache_teacher_logits(..., path=...).")
-    return np.load(path)
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if isinstance(loaded, np.lib.npyio.NpzFile):
+            with loaded:
+                out = {key: loaded[key] for key in loaded.files}
+            if not is_top_k(out):
+                raise ValueError(f"holds {sorted(out)}, not the top-k keys {list(KEYS)}")
+            return out
+        return loaded
+    except Exception as err:  # numpy raises several types for a damaged file
+        raise ValueError(f"{path} is not a readable teacher-logit cache ({err}). Delete it and "
+                         "create it again with cache_teacher_logits(..., path=...).") from None

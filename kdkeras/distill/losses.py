@@ -22,6 +22,7 @@ from typing import Any, Callable, Optional
 import tensorflow as tf
 import tf_keras as keras
 
+from kdkeras.distill.topk import is_top_k, top_k_kl
 from kdkeras.registry import Registry
 from kdkeras.validation import check_temperature
 
@@ -53,7 +54,8 @@ def kl_divergence(teacher_logits, student_logits, temperature: float = 1.0) -> t
     distillation term next to the hard-label loss.
 
     Args:
-        teacher_logits: tensor ``[..., classes]``. Teacher logits (not probabilities).
+        teacher_logits: tensor ``[..., classes]``. Teacher logits (not probabilities), or a
+            top-k target dict (:mod:`kdkeras.distill.topk`), then :func:`top_k_kl` is used.
         student_logits: tensor ``[..., classes]``. Student logits.
         temperature: float > 0. Softening temperature ``T``.
 
@@ -67,6 +69,8 @@ def kl_divergence(teacher_logits, student_logits, temperature: float = 1.0) -> t
     >>> float(kl_divergence(t, t, temperature=4.0)[0])
     0.0
     """
+    if is_top_k(teacher_logits):
+        return top_k_kl(teacher_logits, student_logits, temperature)
     temperature = check_temperature(temperature)
     t, s = _same_dtype(teacher_logits, student_logits)
     log_p_t = tf.nn.log_softmax(t / temperature, axis=-1)
@@ -138,6 +142,9 @@ class DistillationLoss(keras.losses.Loss):
     Attributes:
         uses_temperature: bool. False for losses that ignore the temperature (then a
             temperature set on the loss never conflicts with compile()'s).
+        supports_top_k: bool. True when ``call`` accepts top-k targets
+            (:mod:`kdkeras.distill.topk`) as ``teacher_logits``; the Distiller refuses such
+            targets for any other loss.
 
     Example:
 
@@ -151,6 +158,7 @@ class DistillationLoss(keras.losses.Loss):
     """
 
     uses_temperature: bool = True
+    supports_top_k: bool = False
 
     def __init__(self, temperature: Optional[float] = None, reduction="auto", name=None):
         super().__init__(reduction=reduction, name=name)
@@ -196,6 +204,7 @@ class KLDivergence(_FunctionLoss):
     """
 
     fn = staticmethod(kl_divergence)
+    supports_top_k = True
 
     def __init__(self, temperature: Optional[float] = None, reduction="auto", name="kl_divergence"):
         super().__init__(temperature=temperature, reduction=reduction, name=name)

@@ -10,6 +10,7 @@ import numpy as np
 import tensorflow as tf
 
 from kdkeras.distill.batches import NO_TEACHER_MESSAGE, peek, unpack
+from kdkeras.distill.topk import IDS, TAIL, TEMPERATURE, is_top_k
 
 def shape_mismatch(source: str, t_shape, student_name: str, s_shape) -> ValueError:
     fmt = lambda shape: str(("batch",) + tuple(shape)[1:])
@@ -34,6 +35,11 @@ def preflight(distiller: Any, x, y=None, sample_weight=None) -> None:
     if logits is None and distiller.teacher is None:
         raise ValueError(NO_TEACHER_MESSAGE)
     s = np.asarray(distiller.student(xs, training=False), dtype=np.float32)
+    if is_top_k(logits):
+        check_top_k_batch(logits, s.shape, distiller.temperature)
+        check_labels(y if y is not None and not isinstance(x, tf.data.Dataset) else ys,
+                     s.shape[-1], getattr(distiller, "ignore_class", None))
+        return
     if logits is not None:
         raw = logits
     else:
@@ -65,6 +71,32 @@ def preflight(distiller: Any, x, y=None, sample_weight=None) -> None:
                  getattr(distiller, "ignore_class", None))
 
 
+
+def check_top_k_batch(targets, student_shape, temperature: float) -> None:
+    """Top-k targets that fit the student: one per example, class ids in range, a tail
+    probability, and made at the Distiller's temperature (the tail depends on it)."""
+    ids = np.asarray(targets[IDS])
+    want = tuple(student_shape[:-1])
+    if ids.shape[:-1] != want:
+        raise ValueError(f"The top-k teacher targets have ids of shape {ids.shape}; the student "
+                         f"gives logits of shape {tuple(student_shape)}: one row of k ids per "
+                         "example (and time step) is needed.")
+    n = student_shape[-1]
+    if ids.size and (ids.min() < 0 or ids.max() >= n):
+        bad = int(ids.min() if ids.min() < 0 else ids.max())
+        raise ValueError(f"The top-k teacher targets hold class id {bad}, out of range for the "
+                         f"student's {n} classes. Were they made for another model?")
+    tail = np.asarray(targets[TAIL], np.float32)
+    if not np.all((tail >= 0) & (tail <= 1)):
+        raise ValueError("The top-k teacher targets hold a tail mass outside [0, 1] (or NaN); "
+                         "the cache is corrupt: rebuild it.")
+    made_at = np.unique(np.asarray(targets[TEMPERATURE], np.float32))
+    if made_at.size and not np.allclose(made_at, np.float32(temperature)):
+        raise ValueError(
+            f"The top-k teacher targets were made at temperature={made_at[0]:g}, but the "
+            f"Distiller is compiled with temperature={temperature:g}; their tail mass holds only "
+            "at the temperature they were made with. Compile with that temperature or rebuild "
+            "the cache with this one.")
 
 
 def check_labels(y, num_classes: int, ignore_class=None) -> None:

@@ -1,0 +1,138 @@
+"""Top-k soft targets: the teacher's k largest logits, their class ids, and the tail mass.
+
+A full soft-target cache costs one float per class per example (per token, for a language
+model: corpus × vocabulary). Keeping only the teacher's top-k logits and folding the rest of
+its probability into one *tail* bucket (as FKD does for ImageNet, Shen & Xing 2022) costs
+``k · (4 + 2) + 4`` bytes per example: int32 ids, float16 logits, a float32 tail mass.
+
+A top-k target is a dict of tensors, the form batches carry in place of teacher logits::
+
+    {"ids": int32 [..., k], "logits": float16 [..., k],     # logits minus the top-1 logit
+     "tail": float32 [...], "temperature": float32 [...]}
+
+``tail`` is the teacher's probability outside the top k *at the temperature the targets were
+made with*; that temperature travels with the targets, and :func:`top_k_kl` (the Distiller's
+KL loss on such targets) refuses a different one. With ``k`` equal to the number of classes the
+tail is 0 and the loss equals the full :func:`~kdkeras.losses.kl_divergence`.
+
+Example:
+
+>>> import numpy as np
+>>> t = top_k_targets(np.array([[3.0, 1.0, 0.0, -2.0]], "float32"), k=2, temperature=1.0)
+>>> t["ids"].tolist(), round(float(t["tail"][0]), 4)
+([[0, 1]], 0.0391)
+
+References:
+    Shen, Xing. "A Fast Knowledge Distillation Framework for Visual Recognition", 2022 (FKD).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict
+
+import numpy as np
+import tensorflow as tf
+
+from kdkeras.validation import check_int, check_temperature
+
+__all__ = ["IDS", "LOGITS", "TAIL", "TEMPERATURE", "top_k_targets", "is_top_k", "top_k_kl",
+           "check_top_k", "bytes_per_target"]
+
+IDS, LOGITS, TAIL, TEMPERATURE = "ids", "logits", "tail", "temperature"
+KEYS = (IDS, LOGITS, TAIL, TEMPERATURE)
+
+
+def is_top_k(targets: Any) -> bool:
+    """True for a top-k target dict (keys ``ids``, ``logits``, ``tail``, ``temperature``)."""
+    return isinstance(targets, dict) and all(key in targets for key in KEYS)
+
+
+def bytes_per_target(k: int) -> int:
+    """Bytes one example (or token) costs in a top-k cache: ``k·(4 + 2) + 4``."""
+    return int(k) * 6 + 4
+
+
+def top_k_targets(logits, k: int, temperature: float) -> Dict[str, np.ndarray]:
+    """The top-k targets of a batch of teacher logits (numpy in, numpy out).
+
+    Args:
+        logits: array ``[..., classes]`` of teacher logits (finite; ``-inf`` marks a class the
+            teacher rules out).
+        k: int in [1, classes]. How many logits to keep per example.
+        temperature: float > 0. The distillation temperature: the tail mass is computed at it,
+            and only a Distiller with this temperature may use the targets.
+
+    Returns:
+        dict ``ids`` (int32 ``[..., k]``, largest first), ``logits`` (float16 ``[..., k]``, each
+        minus the largest, so the first is 0), ``tail`` (float32 ``[...]``, the probability of
+        the other classes at ``temperature``) and ``temperature`` (float32 ``[...]``).
+
+    Raises:
+        ValueError: ``k`` outside [1, classes], a bad temperature, or NaN / ``+inf`` logits.
+    """
+    temperature = check_temperature(temperature)
+    z = np.asarray(logits, dtype=np.float32)
+    if z.ndim < 1 or z.shape[-1] < 1:
+        raise ValueError(f"logits must have a class axis. Received shape {z.shape}")
+    k = check_top_k(k, z.shape[-1])
+    if np.isnan(z).any() or np.isposinf(z).any() or np.isneginf(z.max(axis=-1)).any():
+        raise ValueError("The teacher's logits hold NaN or +inf values, or a row of -inf; top-k "
+                         "targets need finite logits. Check the teacher and its inputs.")
+    ids = np.argsort(-z, axis=-1, kind="stable")[..., :k]
+    top = np.take_along_axis(z, ids, axis=-1)
+    # log_softmax at T in float64, then the tail as 1 − Σ top-k probabilities.
+    scaled = z.astype(np.float64) / temperature
+    peak = np.max(scaled, axis=-1, keepdims=True)
+    log_norm = peak + np.log(np.sum(np.exp(scaled - peak), axis=-1, keepdims=True))
+    top_mass = np.sum(np.exp(top.astype(np.float64) / temperature - log_norm), axis=-1)
+    tail = np.clip(1.0 - top_mass, 0.0, 1.0)
+    return {
+        IDS: ids.astype(np.int32),
+        LOGITS: (top - top[..., :1]).astype(np.float16),
+        TAIL: tail.astype(np.float32),
+        TEMPERATURE: np.full(tail.shape, temperature, np.float32),
+    }
+
+
+def check_top_k(k: Any, num_classes: int) -> int:
+    """``k`` as an int in [1, num_classes], or a ValueError naming it."""
+    k = check_int(k, "top_k", 1)
+    if k > num_classes:
+        raise ValueError(f"top_k must be at most the number of classes ({num_classes}). "
+                         f"Received: top_k={k}")
+    return k
+
+
+def top_k_kl(targets: Dict[str, Any], student_logits, temperature: float) -> tf.Tensor:
+    """``T² · KL(p_teacher ‖ q_student)`` over the k+1 buckets of a top-k target, per example.
+
+    The teacher's distribution is its top-k probabilities (from the stored logits, scaled so
+    they sum to ``1 − tail``) plus the tail; the student's is its softmax at ``T`` gathered at
+    the same ids, plus everything else it puts outside them. With ``k`` = classes this is
+    Hinton's loss (:func:`~kdkeras.losses.kl_divergence`), computed in log space.
+
+    Args:
+        targets: a top-k target dict (see the module docstring).
+        student_logits: tensor ``[..., classes]``.
+        temperature: float > 0; must equal the targets' temperature (checked by the
+            Distiller's preflight on a first batch).
+
+    Returns:
+        Tensor ``[...]``.
+    """
+    temperature = check_temperature(temperature)
+    s = tf.cast(student_logits, tf.float32)
+    ids = tf.cast(targets[IDS], tf.int32)
+    t_top = tf.cast(targets[LOGITS], tf.float32)
+    tail = tf.cast(targets[TAIL], tf.float32)
+    log_q = tf.nn.log_softmax(s / temperature, axis=-1)
+    log_q_top = tf.gather(log_q, ids, batch_dims=ids.shape.rank - 1)
+    # The student's mass outside the teacher's top k: 1 − Σ q_top, via expm1 for precision.
+    q_rest = -tf.math.expm1(tf.reduce_logsumexp(log_q_top, axis=-1))
+    log_q_tail = tf.math.log(tf.maximum(q_rest, 1e-30))
+    log_p_top = tf.nn.log_softmax(t_top / temperature, axis=-1) + tf.expand_dims(
+        tf.math.log1p(-tf.minimum(tail, 1.0 - 1e-7)), -1)
+    kl_top = tf.reduce_sum(tf.math.multiply_no_nan(log_p_top - log_q_top, tf.exp(log_p_top)), -1)
+    # multiply_no_nan: a zero tail contributes 0, not 0·(−inf) = NaN.
+    kl_tail = tf.math.multiply_no_nan(tf.math.log(tail) - log_q_tail, tail)
+    return (kl_top + kl_tail) * (temperature**2)
