@@ -15,6 +15,8 @@ from kdkeras.distill.logit_cache import (
     teacher_logits_for,
 )
 from kdkeras.distill.teachers import EnsembleTeacher, Teacher, as_teacher, load_teacher
+from kdkeras.distill.view_cache import ViewCache, cache_teacher_views
+from kdkeras.distill.views import ShiftFlip
 
 __all__ = [
     "Distiller",
@@ -28,5 +30,8 @@ __all__ = [
     "save_teacher_logits",
     "load_teacher_logits",
     "register_fit_callbacks",
+    "ShiftFlip",
+    "ViewCache",
+    "cache_teacher_views",
     "losses",
 ]
