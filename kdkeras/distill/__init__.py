@@ -15,6 +15,7 @@ from kdkeras.distill.logit_cache import (
     teacher_logits_for,
 )
 from kdkeras.distill.teachers import EnsembleTeacher, Teacher, as_teacher, load_teacher
+from kdkeras.distill.mixing import CutMix, MixUp
 from kdkeras.distill.view_cache import ViewCache, cache_teacher_views
 from kdkeras.distill.views import ShiftFlip
 
@@ -31,6 +32,8 @@ __all__ = [
     "load_teacher_logits",
     "register_fit_callbacks",
     "ShiftFlip",
+    "MixUp",
+    "CutMix",
     "ViewCache",
     "cache_teacher_views",
     "losses",

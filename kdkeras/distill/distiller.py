@@ -39,6 +39,7 @@ from kdkeras.distill.batches import (
 from kdkeras.distill.guard import DivergenceGuard, TrainingDivergedError, apply_if_finite
 from kdkeras.distill.hints import HintLoss
 from kdkeras.distill.hooks import fit_callbacks
+from kdkeras.distill.mixing import as_mix
 from kdkeras.distill.preflight import preflight, shape_mismatch
 from kdkeras.distill.student_loss import default_student_loss, per_example
 from kdkeras.distill.teachers import EnsembleTeacher, Teacher, as_teacher, feature_model
@@ -63,6 +64,9 @@ class Distiller(keras.Model):
         augment: a tf-keras preprocessing layer or model, or a function of a batch: each
             training batch is augmented once and that view goes to the teacher and the student
             alike (:mod:`kdkeras.distill.views`); needs an online teacher.
+        mix: a :class:`kdkeras.distill.MixUp` or :class:`kdkeras.distill.CutMix`: each training
+            batch (after ``augment``) is mixed with a shuffled copy of itself and the teacher
+            labels the mixed input (:mod:`kdkeras.distill.mixing`); needs an online teacher.
 
     Data: ``(x, y)`` or ``(x, y, sample_weight)`` with a teacher. Without one, the third
     element is the teacher's logits (not a sample weight), or ``x`` is a dict with a
@@ -92,6 +96,7 @@ class Distiller(keras.Model):
         teacher_weights: Optional[Sequence[float]] = None,
         hints: Optional[Sequence[HintLoss]] = None,
         augment: Any = None,
+        mix: Any = None,
         name: str = "distiller",
         **kwargs,
     ):
@@ -109,10 +114,12 @@ class Distiller(keras.Model):
         self.student = student
         self._teacher: Optional[Teacher] = as_teacher(teacher, teacher_weights)
         self.augment = as_augmentation(augment)
-        if self.augment is not None and self._teacher is None:
-            raise ValueError("augment needs a teacher that labels each augmented view online; "
-                             "cached logits label the original inputs. Pass teacher=, or "
-                             "augment=None.")
+        self.mix = as_mix(mix)
+        for arg, value in (("augment", self.augment), ("mix", self.mix)):
+            if value is not None and self._teacher is None:
+                raise ValueError(f"{arg} needs a teacher that labels each augmented view online; "
+                                 "cached logits label the original inputs. Pass teacher=, or "
+                                 f"{arg}=None (for stored views see cache_teacher_views).")
         self.hints = list(hints or [])
         for h in self.hints:
             if not isinstance(h, HintLoss):
@@ -305,17 +312,23 @@ class Distiller(keras.Model):
         if not self._compiled_kd:
             raise RuntimeError("Call Distiller.compile(...) before fit().")
         x, y, sw, logits = self._unpack(data)
+        if (self.augment is not None or self.mix is not None) and logits is not None:
+            raise ValueError("augment and mix need the teacher online: these batches carry "
+                             "cached teacher logits, which label the original inputs.")
         if self.augment is not None:  # one view per batch, for the teacher and the student alike
-            if logits is not None:
-                raise ValueError("augment needs the teacher online: these batches carry cached "
-                                 "teacher logits, which label the original inputs.")
             x = augment_batch(self.augment, x)
+        y_metric = None
+        if self.mix is not None:  # the teacher labels the mixed input
+            x, y, y_metric = self._mix(x, y)
         t_logits, t_feats = self._teacher_outputs(x, logits)
         variables = self.student.trainable_variables + [v for h in self.hints for v in h.trainable_variables]
         with tf.GradientTape() as tape:
             total, parts, s_logits, mask, y = self._compute_losses(x, y, sw, t_logits, t_feats, True)
             # Gradients are summed across replicas: scale so the update is that of the global mean.
             scaled = total / tf.distribute.get_strategy().num_replicas_in_sync
+        if y_metric is not None:  # metrics against the larger share's label, unmixed
+            y, mask = labelled(y_metric, s_logits, getattr(s_logits, "_keras_mask", None),
+                               self.ignore_class)
         grads = tape.gradient(scaled, variables)
         pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
         finite = tf.reduce_all(tf.math.is_finite(total))
@@ -329,6 +342,14 @@ class Distiller(keras.Model):
         )
         apply_if_finite(self.optimizer, pairs, tf.logical_and(finite, clean))
         return self._update_metrics(parts, y, s_logits, sw, mask)
+
+    def _mix(self, x, y):
+        """``(mixed x, labels for the loss, labels for the metrics)``; see kdkeras.distill.mixing."""
+        if self.mix.labels == "mixed" and self.ignore_class is not None and y is not None:
+            raise ValueError(f"{self.mix!r} cannot mix labels with ignore_class="
+                             f"{self.ignore_class} (unlabelled examples have no label to mix). "
+                             "Use labels='off' (distillation only on mixed inputs).")
+        return self.mix.mix(x, y, int(self.student.output_shape[-1]))
 
     def test_step(self, data):
         x, y, sw, logits = self._unpack(data)
