@@ -12,6 +12,15 @@ With ``--labels`` (a share or a count) the students see only that many labels, d
 the teacher keeps every label. The scratch student trains on the labelled examples alone for
 as many optimizer steps as the distilled one, which also learns the unlabelled examples from the
 teacher's soft targets (``Distiller.compile(ignore_class=-1)``).
+
+Augmentation is given to both students alike: ``--shift 0.1`` (``ShiftFlip``: whole-pixel
+shifts up to 10%, with ``--flip`` left-right flips too), ``--mixup 0.2`` / ``--cutmix 1.0``.
+The scratch student gets them in its input pipeline (mixup with mixed labels); the distilled
+student gets the same view, labelled by the teacher: online (the teacher runs on every batch,
+``Distiller(augment=, mix=)``) or, with ``--views K``, from K cached views per example
+(``cache_teacher_views``, top-k targets with ``--top-k``), which trains at plain-fit speed.
+
+    python benchmarks/kd_fashion_mnist.py --student cnn --shift 0.1 --flip --views 8 --epochs 10
 """
 
 from __future__ import annotations
@@ -67,30 +76,73 @@ def student_labels(args, seed, y):
     return data.with_label_budget(args.labels, seed=100 + seed).student_labels
 
 
+def augmentation(args):
+    return kd.distill.ShiftFlip(args.shift, args.shift, flip=args.flip) if args.shift else None
+
+
+def mixer(args, labels="mixed"):
+    if args.mixup:
+        return kd.distill.MixUp(args.mixup, labels=labels)
+    if args.cutmix:
+        return kd.distill.CutMix(args.cutmix, labels=labels)
+    return None
+
+
+def recipe(args) -> str:
+    """What both students got, for the table."""
+    parts = []
+    if args.shift:
+        parts.append(f"shift {args.shift}" + (" + flip" if args.flip else ""))
+    if args.mixup or args.cutmix:
+        parts.append(f"mixup {args.mixup}" if args.mixup else f"cutmix {args.cutmix}")
+    how = "none" if not parts else ", ".join(parts)
+    if parts:
+        how += (f"; teacher on {args.views} cached views/example, top-{args.top_k or 10}"
+                if args.views else "; teacher online on each view")
+    return how
+
+
 def scratch(args, seed, x, y, xt, yt):
     student = make_student(args, seed)
-    student.compile(
-        keras.optimizers.Adam(args.lr),
-        keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-    )
+    mix, aug = mixer(args), augmentation(args)
+    loss = (keras.losses.CategoricalCrossentropy if mix else keras.losses.SparseCategoricalCrossentropy)
+    student.compile(keras.optimizers.Adam(args.lr), loss(from_logits=True))
     labelled = student_labels(args, seed, y) != -1
     epochs = args.epochs
     if not labelled.all():  # the distilled student's optimizer steps, over the labelled ones
         steps = args.epochs * int(np.ceil(len(x) / args.batch_size))
         epochs = int(np.ceil(steps / np.ceil(labelled.sum() / args.batch_size)))
     ds = tf.data.Dataset.from_tensor_slices((x[labelled], y[labelled]))
-    student.fit(ds.shuffle(60_000, seed=seed).batch(args.batch_size), epochs=epochs, verbose=0)
+    ds = ds.shuffle(60_000, seed=seed).batch(args.batch_size)
+    if aug is not None:
+        ds = ds.map(lambda xb, yb: (aug(xb, training=True), yb), num_parallel_calls=tf.data.AUTOTUNE)
+    if mix is not None:
+        ds = ds.map(lambda xb, yb: mix.mix(xb, yb, 10)[:2], num_parallel_calls=tf.data.AUTOTUNE)
+    student.fit(ds.prefetch(tf.data.AUTOTUNE), epochs=epochs, verbose=0)
     return accuracy(student, xt, yt)
 
 
-def distilled(args, seed, x, y, logits, xt, yt, alpha, temperature):
+def distilled(args, seed, x, y, logits, xt, yt, alpha, temperature, teacher=None):
     student = make_student(args, seed)
     y = student_labels(args, seed, y)
-    d = kd.Distiller(student=student, teacher=None)
+    aug, mix = augmentation(args), mixer(args, args.mix_labels)
+    online = (aug is not None or mix is not None) and not args.views
+    d = kd.Distiller(student=student, teacher=teacher if online else None,
+                     augment=aug if online else None, mix=mix if online else None)
     d.compile(optimizer=keras.optimizers.Adam(args.lr), alpha=alpha, temperature=temperature,
               ignore_class=None if args.labels == 1 else -1)
-    ds = tf.data.Dataset.from_tensor_slices((x, y, logits)).shuffle(60_000, seed=seed)
-    d.fit(ds.batch(args.batch_size), epochs=args.epochs, verbose=0)
+    if args.views:
+        cache = kd.distill.cache_teacher_views(teacher, (x, y), aug, views=args.views,
+                                               top_k=args.top_k, temperature=temperature,
+                                               seed=seed)
+        ds = cache.dataset(args.batch_size, seed=seed)
+    elif online:
+        ds = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(60_000, seed=seed)
+        ds = ds.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
+    else:
+        ds = tf.data.Dataset.from_tensor_slices((x, y, logits)).shuffle(60_000, seed=seed)
+        ds = ds.batch(args.batch_size)
+    d.fit(ds, epochs=args.epochs, verbose=0)
     return accuracy(student, xt, yt)
 
 
@@ -114,8 +166,23 @@ def main(argv=None):
     p.add_argument("--grid", action="store_true", help="search alpha x temperature (1 seed each)")
     p.add_argument("--grid-alphas", type=float, nargs="+", default=[0.1, 0.5, 0.9])
     p.add_argument("--grid-temperatures", type=float, nargs="+", default=[1.0, 2.0, 4.0, 8.0])
+    p.add_argument("--shift", type=float, default=0.0, help="ShiftFlip factor for both students")
+    p.add_argument("--flip", action="store_true", help="also random left-right flips")
+    p.add_argument("--mixup", type=float, default=0.0, help="mixup alpha for both students")
+    p.add_argument("--cutmix", type=float, default=0.0, help="cutmix alpha for both students")
+    p.add_argument("--mix-labels", choices=["mixed", "off"], default="mixed",
+                   help="the distilled student's hard labels under mixup/cutmix")
+    p.add_argument("--views", type=int, default=0,
+                   help="cached views per example for the distilled student (0: teacher online)")
+    p.add_argument("--top-k", type=int, default=None, help="top-k of the cached views (default: all)")
+    p.add_argument("--only", choices=["scratch", "distilled"], default=None,
+                   help="run one of the two students (the other column shows '-')")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
+    if args.views and not args.shift:
+        p.error("--views needs --shift (cached views replay a ShiftFlip view)")
+    if args.views and (args.mixup or args.cutmix):
+        p.error("--views replays ShiftFlip views; mixup/cutmix run with the teacher online")
 
     (x, y), (xt, yt) = kd.fashion_mnist(n_train=args.n_train)
     t0 = time.time()
@@ -139,14 +206,26 @@ def main(argv=None):
         return 0
 
     seeds = range(args.seeds)
-    sc = [scratch(args, s, x, y, xt, yt) for s in seeds]
-    ds = [distilled(args, s, x, y, logits, xt, yt, args.alpha, args.temperature) for s in seeds]
+    sc, ds = [], []
+    for s in seeds:
+        if args.only != "distilled":
+            t1 = time.time()
+            sc.append(scratch(args, s, x, y, xt, yt))
+            print(f"seed {s}: scratch {sc[-1]:.4f} ({time.time() - t1:.0f} s)", flush=True)
+        if args.only != "scratch":
+            t1 = time.time()
+            ds.append(distilled(args, s, x, y, logits, xt, yt, args.alpha, args.temperature, teacher))
+            print(f"seed {s}: distilled {ds[-1]:.4f} ({time.time() - t1:.0f} s)", flush=True)
+    if args.only:
+        print(json.dumps({"recipe": recipe(args), "epochs": args.epochs, args.only: sc or ds}))
+        return 0
     gap = t_acc - np.mean(sc)
     closed = (np.mean(ds) - np.mean(sc)) / gap if gap > 0 else float("nan")
     fmt = lambda v: f"{100 * np.mean(v):.2f} ± {100 * np.std(v):.2f}"
     budget = "" if args.labels == 1 else f", students see {int((student_labels(args, 0, y) != -1).sum()):,} labels"
     print(f"\nFashion-MNIST, {len(x):,} train{budget} / {len(xt):,} test, {args.epochs} epochs, Adam {args.lr}, "
-          f"batch {args.batch_size}, alpha {args.alpha}, T {args.temperature}, {args.seeds} seeds. "
+          f"batch {args.batch_size}, alpha {args.alpha}, T {args.temperature}, {args.seeds} seeds; "
+          f"augmentation for both students: {recipe(args)}. "
           f"Machine: {machine()}. Wall time {time.time() - t0:.0f} s.\n")
     print(table(
         ["model", "params", "test accuracy (%)"],
