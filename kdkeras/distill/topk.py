@@ -20,7 +20,7 @@ Example:
 >>> import numpy as np
 >>> t = top_k_targets(np.array([[3.0, 1.0, 0.0, -2.0]], "float32"), k=2, temperature=1.0)
 >>> t["ids"].tolist(), round(float(t["tail"][0]), 4)
-([[0, 1]], 0.0391)
+([[0, 1]], 0.0474)
 
 References:
     Shen, Xing. "A Fast Knowledge Distillation Framework for Visual Recognition", 2022 (FKD).
@@ -78,7 +78,12 @@ def top_k_targets(logits, k: int, temperature: float) -> Dict[str, np.ndarray]:
     if np.isnan(z).any() or np.isposinf(z).any() or np.isneginf(z.max(axis=-1)).any():
         raise ValueError("The teacher's logits hold NaN or +inf values, or a row of -inf; top-k "
                          "targets need finite logits. Check the teacher and its inputs.")
-    ids = np.argsort(-z, axis=-1, kind="stable")[..., :k]
+    if k < z.shape[-1]:  # O(classes) selection, then sort only the k (large vocabularies)
+        ids = np.argpartition(-z, k - 1, axis=-1)[..., :k]
+    else:
+        ids = np.broadcast_to(np.arange(k), z.shape).copy()
+    order = np.argsort(-np.take_along_axis(z, ids, axis=-1), axis=-1, kind="stable")
+    ids = np.take_along_axis(ids, order, axis=-1)
     top = np.take_along_axis(z, ids, axis=-1)
     # log_softmax at T in float64, then the tail as 1 − Σ top-k probabilities.
     scaled = z.astype(np.float64) / temperature
