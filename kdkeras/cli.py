@@ -18,8 +18,9 @@ def _add_run(sub: "argparse._SubParsersAction") -> None:
 
     p = sub.add_parser(
         "run",
-        help="the whole pipeline from a TOML config (default: Fashion-MNIST): teacher, scratch "
-        "baseline, distilled, pruned and QAT students, int8 .tflite, verification, report",
+        help="the whole pipeline from a TOML config (default: Fashion-MNIST): teacher and its "
+        "float32 .tflite, scratch baseline, distilled, pruned and QAT students, int8 .tflite, "
+        "verification, report",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "examples:\n"
@@ -31,7 +32,8 @@ def _add_run(sub: "argparse._SubParsersAction") -> None:
             f"stages: {' -> '.join(STAGE_NAMES)}\n"
             "Finished stages are reused when their config and files are unchanged, so an\n"
             "interrupted run resumes; one run at a time per --out. The report (report.json,\n"
-            "report.md, report.png) and android/ go to --out.\n"
+            "report.md, report.png; the shipped .tflite beside the teacher's float32 one,\n"
+            "file to file: export.teacher_tflite) and android/ go to --out.\n"
         ),
     )
     p.add_argument("config", nargs="?", default=None, help="TOML config (default: built-in)")

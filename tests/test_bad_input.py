@@ -304,11 +304,21 @@ def _rerun(out, **changes):
 def test_a_garbage_artifact_is_never_reused_and_the_log_says_why(first_run, tmp_path):
     out, first = _copy_run(first_run, tmp_path)
     (out / "android" / "model.tflite").write_bytes(b"garbage, not the file the stage wrote")
+    teacher_file = out / "teacher_tflite_float32.tflite"
+    good = teacher_file.read_bytes()
+    teacher_file.write_bytes(good[:100])
     report, log = _rerun(out)
     assert any("android: android/model.tflite is not the file this stage wrote" in l for l in log)
     assert "android" not in log.reused() and "export" in log.reused()
     tflite = out / "student_tflite_int8.tflite"
     assert (out / "android" / "model.tflite").read_bytes() == tflite.read_bytes()
+    assert any(f"teacher_tflite: teacher_tflite_float32.tflite is not the file this stage wrote "
+               f"(100 bytes instead of {len(good):,})" in l for l in log)
+    assert "teacher_tflite" not in log.reused() and "logits" in log.reused()
+    assert teacher_file.stat().st_size == len(good)  # converted again
+    rows = {m["name"]: m for m in report["models"]}
+    assert rows["teacher_tflite_float32"]["accuracy"] == {
+        m["name"]: m for m in first["models"]}["teacher_tflite_float32"]["accuracy"]
 
 
 @pytest.mark.slow

@@ -1,7 +1,8 @@
 """``kdkeras run``: the whole pipeline from one TOML config.
 
-data → teacher (train or load) → teacher-logit cache → student from scratch (the baseline) →
-distill → prune → QAT → export → verify the ``.tflite`` → Android bundle → report. Each stage
+data → teacher (train or load) → the teacher's float32 ``.tflite`` (to compare file to file) →
+teacher-logit cache → student from scratch (the baseline) → distill → prune → QAT → export →
+verify the ``.tflite`` → Android bundle → report. Each stage
 is a plain function in :mod:`kdkeras.pipeline.stages`, declared once in
 :mod:`kdkeras.pipeline.graph`; :mod:`kdkeras.pipeline.runner` walks the graph, saves every
 artifact into the output folder and reuses finished stages; :mod:`kdkeras.pipeline.measure`

@@ -135,6 +135,11 @@ class ExportConfig:
                              "dynamic_wi8_afp32, static_wi8_ai8, static_wi8_ai16")
     calibration_samples: int = _key(500, "training examples used to calibrate integer modes")
     android: bool = _key(True, "write android/ (model.tflite, labels.txt, model.json)")
+    teacher_tflite: bool = _key(True, "also convert the teacher to a float32 .tflite file "
+                                "(teacher_tflite_float32) and measure it like the student's, so "
+                                "the report compares file to file; a teacher that takes raw text "
+                                "(a keras-hub task with its preprocessor) or several inputs is "
+                                "skipped, and the report says why")
 
 
 @dataclasses.dataclass(frozen=True)

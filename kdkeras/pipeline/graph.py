@@ -10,8 +10,8 @@ Example:
 
 >>> from kdkeras.pipeline.config import RunConfig
 >>> cfg = RunConfig.from_dict({"prune": {"enabled": False}})
->>> [s.name for s in enabled_stages(cfg)][:6]
-['data', 'teacher', 'logits', 'scratch', 'distill', 'qat']
+>>> [s.name for s in enabled_stages(cfg)][:7]
+['data', 'teacher', 'teacher_tflite', 'logits', 'scratch', 'distill', 'qat']
 >>> needs(cfg, "qat"), stage_name("student_tflite_int8")
 (('distill',), 'export')
 """
@@ -31,6 +31,7 @@ import kdkeras
 from kdkeras.pipeline import steps
 from kdkeras.pipeline.config import RunConfig
 from kdkeras.pipeline.measure import files_in
+from kdkeras.pipeline.report import TEACHER_FILE
 
 Names = Union[Tuple[str, ...], Callable[[RunConfig], Tuple[str, ...]]]
 
@@ -59,6 +60,10 @@ class Stage:
         row: ``row(ctx, stage) -> dict``: its ``report.json`` row (None: no row).
         cached: False for cheap stages that run every time (no manifest).
         json_result: the output is a small JSON dict kept in the manifest (nothing to load).
+        skip: ``skip(ctx) -> reason or None``, asked when the run reaches the stage, before it
+            runs or is reused: a reason skips it (and every stage that needs it) in this run,
+            and the log and ``report.json``'s ``skipped`` say why; None runs it. For what only
+            the run can know (what a loaded teacher is); the config's switches are ``enabled``.
     """
 
     name: str
@@ -75,6 +80,7 @@ class Stage:
     row: Optional[Callable[[steps.Context, "Stage"], Dict[str, Any]]] = None
     cached: bool = True
     json_result: bool = False
+    skip: Optional[Callable[[steps.Context], Optional[str]]] = None
 
     def needs_for(self, cfg: RunConfig) -> Tuple[str, ...]:
         return tuple(self.needs(cfg) if callable(self.needs) else self.needs)
@@ -91,6 +97,10 @@ STAGES: Tuple[Stage, ...] = (
     Stage("teacher", steps.run_teacher, reads=TRAINING + ("teacher",), needs=("data",),
           inputs=("teacher.path",), artifacts=steps.teacher_files, save=steps.save_model,
           load=steps.load_teacher, model="teacher", row=steps.teacher_row),
+    Stage("teacher_tflite", steps.run_teacher_tflite, reads=("export.calibration_samples",),
+          needs=("teacher",), enabled=lambda cfg: cfg.export.enabled and cfg.export.teacher_tflite,
+          artifacts=(steps.TEACHER_TFLITE,), load=steps.load_path, model=TEACHER_FILE,
+          row=steps.teacher_tflite_row, skip=steps.teacher_tflite_skip),
     Stage("logits", steps.run_logits, reads=("batch_size",), needs=("teacher",),
           artifacts=("teacher_logits.npy",), save=steps.save_logits, load=steps.load_logits),
     Stage("scratch", steps.run_scratch,

@@ -2,9 +2,11 @@
 every model, as the rows of ``report.json``.
 
 Every score is measured on the held-out test split; a ``.tflite`` row on the file itself. A row
-is ``{"name", "format", "accuracy", "macro_f1", "params", "nonzero_params", "size_bytes",
-"gzip_bytes", "latency_ms", "path"}`` plus its ``per_class`` scores and ``confusion_matrix``
-(:func:`kdkeras.evaluation.classification_metrics`, the one evaluation function).
+is ``{"name", "format", "accuracy", "macro_f1", "agreement_with_keras", "params",
+"nonzero_params", "size_bytes", "gzip_bytes", "latency_ms", "path"}`` plus its ``per_class``
+scores and ``confusion_matrix`` (:func:`kdkeras.evaluation.classification_metrics`, the one
+evaluation function); ``agreement_with_keras`` is the top-1 agreement of a ``.tflite`` file with
+the Keras model it was converted from (None for a Keras row).
 
 Example:
 
@@ -106,6 +108,7 @@ def keras_row(name: str, model, path: str | os.PathLike, data: SplitData, runs: 
         "name": name,
         "format": Path(path).suffix.lstrip(".") or "keras",
         **{k: metrics[k] for k in SCORES},
+        "agreement_with_keras": None,
         **param_counts(model),
         **file_sizes(path),
         "latency_ms": keras_latency_ms(model, runs, tuple(data.x_train.shape[1:])),
@@ -127,13 +130,15 @@ def teacher_row(teacher, path: str | os.PathLike, data: SplitData, batch_size: i
 def tflite_row(name: str, path: str, source_model, metrics: Dict[str, Any],
                runs: int) -> Dict[str, Any]:
     """One ``report.json`` row for a ``.tflite`` file: the scores (``metrics``, from
-    :func:`kdkeras.evaluate_tflite` on the file) and latency of the file itself."""
+    :func:`kdkeras.evaluate_tflite` on the file, with its ``agreement_with_keras`` with
+    ``source_model``) and latency of the file itself."""
     from kdkeras.export import benchmark_tflite
 
     return {
         "name": name,
         "format": "tflite",
         **{k: metrics[k] for k in SCORES},
+        "agreement_with_keras": metrics["agreement_with_keras"],
         **param_counts(source_model),
         **file_sizes(path),
         "latency_ms": float(benchmark_tflite(path, num_threads=1, warmup=10, runs=runs).median_ms),

@@ -1,14 +1,17 @@
 """The report of ``kdkeras run``: ``report.json``, ``report.md``, ``report.png``, a terminal table.
 
 ``report.json`` = ``{"kdkeras_version", "dataset", "config", "models": [{"name", "format",
-"accuracy", "macro_f1", "params", "nonzero_params", "size_bytes", "gzip_bytes", "latency_ms",
-"path"}]}``
+"labels", "accuracy", "macro_f1", "agreement_with_keras", "params", "nonzero_params",
+"size_bytes", "gzip_bytes", "latency_ms", "path"}]}``
 (``dataset``: the built-in name or the file/folder name) plus ``dataset_info`` (kind, sizes,
 classes, input shape), ``evaluation`` (per model: ``per_class`` precision / recall / F1 and
 the ``confusion_matrix``), ``warnings`` (a compression stage that raised the nonzero count of the
-model it was made from), ``verify``, ``stages`` (seconds, reused) and ``seconds``. Every accuracy
-is measured on the held-out test split; the ``.tflite`` row on the file itself. The rows are
-measured by :mod:`kdkeras.pipeline.measure`; this module only writes and renders them.
+model it was made from), ``skipped`` (``{row or stage: why}`` of the stages skipped at run time,
+e.g. no ``teacher_tflite_float32`` row for a teacher that takes raw text), ``verify``, ``stages``
+(seconds, reused) and ``seconds``. Every accuracy is measured on the held-out test split; the
+``.tflite`` rows (the shipped student's and the teacher's float32 file) on the files themselves,
+with their top-1 ``agreement_with_keras`` (None for Keras rows). The rows are measured by
+:mod:`kdkeras.pipeline.measure`; this module only writes and renders them.
 """
 
 from __future__ import annotations
@@ -25,16 +28,21 @@ from kdkeras.data import SplitData
 from kdkeras.pipeline.config import RunConfig
 from kdkeras.pipeline.toml_format import config_toml
 
-MODEL_FIELDS = ("name", "format", "labels", "accuracy", "macro_f1", "params", "nonzero_params",
-                "size_bytes", "gzip_bytes", "latency_ms", "path")
+MODEL_FIELDS = ("name", "format", "labels", "accuracy", "macro_f1", "agreement_with_keras",
+                "params", "nonzero_params", "size_bytes", "gzip_bytes", "latency_ms", "path")
 #: Per model, beside its row: the scores of each class and the confusion matrix.
 DETAIL_FIELDS = ("per_class", "confusion_matrix")
+#: The row of the teacher's float32 ``.tflite`` file (and its file name without ``.tflite``).
+TEACHER_FILE = "teacher_tflite_float32"
+#: Rows to compare against, outside the chain of models the shipped file is made from.
+REFERENCES = ("teacher", TEACHER_FILE, "student_scratch")
 
 
 def build_report(cfg: RunConfig, data: SplitData, rows: List[Dict[str, Any]],
                  verify: Optional[Dict[str, Any]], timing: Dict[str, Any],
-                 seconds: float) -> Dict[str, Any]:
-    """The ``report.json`` dict of a run: its data, config, model rows, verification, times."""
+                 seconds: float, skipped: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+    """The ``report.json`` dict of a run: its data, config, model rows, verification, times,
+    and why each stage ``skipped`` at run time was skipped."""
     return {
         "kdkeras_version": kdkeras.__version__,
         "dataset": data.name,
@@ -44,6 +52,7 @@ def build_report(cfg: RunConfig, data: SplitData, rows: List[Dict[str, Any]],
         "evaluation": {row["name"]: {k: row[k] for k in DETAIL_FIELDS} for row in rows
                        if all(k in row for k in DETAIL_FIELDS)},
         "warnings": sparsity_warnings(rows),
+        "skipped": dict(skipped or {}),
         "verify": verify,
         "stages": timing,
         "seconds": round(seconds, 1),
@@ -52,9 +61,9 @@ def build_report(cfg: RunConfig, data: SplitData, rows: List[Dict[str, Any]],
 
 def sparsity_warnings(rows: List[Dict[str, Any]]) -> List[str]:
     """A line for every compression stage whose model has more nonzero parameters than the
-    model it was made from (a stage that undid pruning). The teacher and the scratch baseline
-    are not in that chain."""
-    chain = [r for r in rows if r["name"] not in ("teacher", "student_scratch")
+    model it was made from (a stage that undid pruning). The :data:`REFERENCES` (the teacher,
+    its float32 file and the scratch baseline) are not in that chain."""
+    chain = [r for r in rows if r["name"] not in REFERENCES
              and r.get("nonzero_params") is not None]
     return [f"{b['name']} has {b['nonzero_params']:,} nonzero parameters, more than "
             f"{a['name']} ({a['nonzero_params']:,}) it was made from: that stage undid "
@@ -100,11 +109,14 @@ def markdown(report: Dict[str, Any]) -> str:
         "|" + "---|" * len(COLUMNS),
         *("| " + " | ".join(r) + " |" for r in table_rows(report)),
         "",
-        "Accuracy on the held-out test split; the .tflite row is measured on the file itself "
-        "(LiteRT interpreter, 1 thread). Latency: median ms of batch-1 calls on this machine "
-        "(Keras rows: one traced tf.function call).",
+        "Accuracy on the held-out test split; the .tflite rows are measured on the files "
+        "themselves (LiteRT interpreter, 1 thread). Latency: median ms of batch-1 calls on this "
+        "machine (Keras rows: one traced tf.function call).",
     ]
     lines += _distillation_lines(report)
+    lines += _file_to_file_lines(report)
+    for name, why in (report.get("skipped") or {}).items():
+        lines += ["", f"**Skipped:** {name}: {why}."]
     for warning in report.get("warnings") or []:
         lines += ["", f"**Warning:** {warning}"]
     v = report.get("verify")
@@ -124,12 +136,44 @@ def markdown(report: Dict[str, Any]) -> str:
 
 
 def _shipped(report: Dict[str, Any]):
-    """``(name, confusion matrix)`` of the last model with an evaluation (the shipped file)."""
+    """``(name, confusion matrix)`` of the last model with an evaluation that is not one of the
+    :data:`REFERENCES` (the shipped file)."""
     evaluation = report.get("evaluation") or {}
     for m in reversed(report["models"]):
-        if m["name"] in evaluation:
+        if m["name"] in evaluation and m["name"] not in REFERENCES:
             return m["name"], evaluation[m["name"]]["confusion_matrix"]
     return None
+
+
+def _ratio(reference: Optional[float], value: Optional[float], less: str, more: str) -> str:
+    """``"12.3× smaller"`` (``value`` below ``reference``) or ``"1.5× larger"``; "" unknown."""
+    if not reference or not value:
+        return ""
+    r = reference / value
+    return f"{r:.1f}× {less}" if r >= 1 else f"{1 / r:.1f}× {more}"
+
+
+def _file_to_file_lines(report: Dict[str, Any]) -> List[str]:
+    """The shipped ``.tflite`` file against the teacher's float32 one: size, latency, accuracy."""
+    rows = {m["name"]: m for m in report["models"]}
+    teacher = rows.get(TEACHER_FILE)
+    shipped = [m for m in report["models"] if m["format"] == "tflite"
+               and m["name"] not in REFERENCES]
+    if teacher is None or not shipped:
+        return []
+    s, t = shipped[-1], teacher
+    size = _ratio(t["gzip_bytes"], s["gzip_bytes"], "smaller", "larger")
+    speed = _ratio(t["latency_ms"], s["latency_ms"], "faster", "slower")
+    parts = [f"{size} ({s['gzip_bytes']:,} vs {t['gzip_bytes']:,} gzip bytes, "
+             f"{s['size_bytes']:,} vs {t['size_bytes']:,} bytes)"] if size else []
+    if speed:
+        parts.append(f"{speed} ({s['latency_ms']:.3f} vs {t['latency_ms']:.3f} ms)")
+    if not parts:
+        return []
+    acc = (f", at {100 * s['accuracy']:.2f}% vs {100 * t['accuracy']:.2f}% test accuracy"
+           if s["accuracy"] is not None and t["accuracy"] is not None else "")
+    return ["", f"File to file: the shipped {s['name']} is {' and '.join(parts)} than the "
+                f"teacher's float32 file {TEACHER_FILE}{acc}."]
 
 
 def _distillation_lines(report: Dict[str, Any]) -> List[str]:

@@ -8,7 +8,9 @@ artifacts instead of recomputing them, as long as the stages it needs were not r
 (each manifest records which run of its inputs it was made from); ``force`` redoes a stage and
 every stage after it that needs it. Artifacts are written to a temporary name and renamed, and
 the manifest is written last, so an interrupted stage leaves nothing half-written: the next run
-redoes exactly the unfinished stages.
+redoes exactly the unfinished stages. A stage whose declared ``skip`` gives a reason when the
+run reaches it (the teacher's ``.tflite`` file, for a teacher that takes raw text) is skipped,
+with every stage that needs it; the log and the report say why.
 
 The manifest also records the size and SHA-256 of every artifact: a file changed, truncated or
 replaced since its stage wrote it is never reused; the stage is redone and the log says why. A
@@ -82,9 +84,10 @@ class Runner:
         self.state: Dict[str, Any] = {}  # outputs of the stages (models, arrays, paths, dicts)
         self.ids: Dict[str, Optional[str]] = {}  # which run of each stage made its artifacts
         self.timing: Dict[str, Dict[str, Any]] = {}
+        self.skipped: Dict[str, str] = {}  # stages skipped in this run, and why
         self.start = time.time()
         self.ctx = Context(cfg, self.out, self.get, self.say, log, verbose, self.stages,
-                           self.timing, self.start)
+                           self.timing, self.start, self.skipped)
 
     def say(self, text: str) -> None:
         self.log(f"[{time.time() - self.start:7.1f}s] {text}")
@@ -159,8 +162,20 @@ class Runner:
                      "run the same command again to resume.")
             raise
 
+    def _why_skip(self, stage: Stage) -> Optional[str]:
+        """Why ``stage`` is skipped in this run: a stage it needs was, or its own ``skip``."""
+        for need in stage.needs_for(self.cfg):
+            if need in self.skipped:
+                return f"it needs stage '{need}', which was skipped"
+        return stage.skip(self.ctx) if stage.skip is not None else None
+
     def _stage(self, stage: Stage) -> None:
         name, t0 = stage.name, time.time()
+        why = self._why_skip(stage)
+        if why:
+            self.skipped[name] = why
+            self.say(f"{name}: skipped, {why}")
+            return
         if not stage.cached:  # cheap: run every time; deterministic, so its key names its run
             self.state[name] = stage.run(self.ctx)
             self.ids[name] = self.keys[name]

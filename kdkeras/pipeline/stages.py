@@ -13,7 +13,7 @@ import dataclasses
 import inspect
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple
 
 import numpy as np
 import tf_keras as keras
@@ -290,6 +290,35 @@ def export(cfg: RunConfig, student, data: SplitData, path: Path) -> str:
     rep = data.x_train[: cfg.export.calibration_samples] if mode.needs_representative_data else None
     return export_tflite(student, path, cfg.export.quantization, representative_data=rep,
                          max_calibration_samples=cfg.export.calibration_samples)
+
+
+def teacher_unconvertible(teacher) -> Optional[str]:
+    """Why ``teacher`` has no ``.tflite`` file to measure beside the student's (None: it has).
+
+    A keras-hub task with its preprocessor takes raw text, and the tokenizer is not part of any
+    ``.tflite`` graph; a file of several inputs cannot be fed the data set's one input array.
+    """
+    from kdkeras.models.loading import input_shapes
+
+    model = getattr(teacher, "model", teacher)
+    if getattr(model, "preprocessor", None) is not None:
+        return ("the teacher is a keras-hub task that takes raw text through its preprocessor "
+                "(tokenizer), which a .tflite file does not hold")
+    shapes = input_shapes(model)
+    if shapes is not None and len(shapes) != 1:
+        return (f"the teacher takes {len(shapes)} inputs; the report feeds its files the data "
+                "set's one input")
+    return None
+
+
+def export_teacher(cfg: RunConfig, teacher, data: SplitData, path: Path) -> str:
+    """The teacher as a float32 ``.tflite`` file (mode ``none``) at ``path``, checked against
+    the teacher on the first training examples before it is written."""
+    from kdkeras.export import export_tflite
+
+    n = cfg.export.calibration_samples
+    return export_tflite(getattr(teacher, "model", teacher), path, "none",
+                         representative_data=data.x_train[:n], max_calibration_samples=n)
 
 
 def verify(cfg: RunConfig, path: str, keras_model, data: SplitData) -> Dict[str, Any]:

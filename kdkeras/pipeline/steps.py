@@ -44,6 +44,7 @@ class Context:
         stages: the enabled stage declarations, in order.
         timing: ``{stage: {"seconds", "reused"}}`` of the stages run so far.
         start: float. When the run started (``time.time()``).
+        skipped: ``{stage: why}`` of the stages skipped so far in this run (their ``skip``).
     """
 
     cfg: RunConfig
@@ -55,13 +56,15 @@ class Context:
     stages: Sequence[Any]
     timing: Dict[str, Dict[str, Any]]
     start: float
+    skipped: Dict[str, str] = dataclasses.field(default_factory=dict)
 
     @property
     def data(self) -> SplitData:
         return self.get("data")
 
     def enabled(self, name: str) -> bool:
-        return any(s.name == name for s in self.stages)
+        """Whether stage ``name`` runs in this run (enabled by the config, not skipped)."""
+        return any(s.name == name for s in self.stages) and name not in self.skipped
 
     def callbacks(self, stage: str) -> list:
         """Keras callbacks of a training stage: one log line per epoch when bars are off."""
@@ -82,6 +85,10 @@ def qat_source(cfg: RunConfig) -> str:
 def export_source(cfg: RunConfig) -> str:
     """The stage whose student is exported: the last enabled student stage."""
     return "qat" if cfg.qat.enabled else ("prune" if cfg.prune.enabled else "distill")
+
+
+#: The teacher's float32 file, beside the student's (its row: ``report.TEACHER_FILE``).
+TEACHER_TFLITE = f"{R.TEACHER_FILE}.tflite"
 
 
 def tflite_name(cfg: RunConfig) -> str:
@@ -155,6 +162,18 @@ def run_teacher(ctx: Context):
     ctx.say(f"teacher: train {S.builder_name('teacher', t.builder, ctx.data)} for "
             f"{ctx.epochs(t.epochs)} epochs")
     return S.train_teacher(ctx.cfg, ctx.data, ctx.callbacks("teacher"), ctx.verbose)
+
+
+def teacher_tflite_skip(ctx: Context) -> Optional[str]:
+    """Why the teacher gets no float32 ``.tflite`` file in this run (None: it gets one)."""
+    if not ctx.cfg.teacher.path:
+        return None  # built and trained here: a tf-keras model of one input
+    return S.teacher_unconvertible(ctx.get("teacher"))
+
+
+def run_teacher_tflite(ctx: Context) -> str:
+    ctx.say(f"teacher_tflite: teacher -> {TEACHER_TFLITE} (float32, to compare file to file)")
+    return S.export_teacher(ctx.cfg, ctx.get("teacher"), ctx.data, ctx.out / TEACHER_TFLITE)
 
 
 def run_logits(ctx: Context):
@@ -231,10 +250,13 @@ def run_android(ctx: Context) -> str:
 
 def run_report(ctx: Context) -> Dict[str, Any]:
     ctx.say("report: measure every model on the test split")
-    rows = [stage.row(ctx, stage) for stage in ctx.stages if stage.row is not None]
+    rows = [stage.row(ctx, stage) for stage in ctx.stages
+            if stage.row is not None and ctx.enabled(stage.name)]
     verify = ctx.get("verify") if ctx.enabled("verify") else None
+    skipped = {s.model or s.name: ctx.skipped[s.name] for s in ctx.stages
+               if s.name in ctx.skipped}
     report = R.build_report(ctx.cfg, ctx.data, rows, verify, ctx.timing,
-                            time.time() - ctx.start)
+                            time.time() - ctx.start, skipped)
     R.write_report(report, ctx.out)
     ctx.say(f"report: {ctx.out / 'report.md'}, report.json, report.png")
     return report
@@ -265,6 +287,18 @@ def model_row(ctx: Context, stage) -> Dict[str, Any]:
     row = M.keras_row(stage.model, ctx.get(stage.name), ctx.out / stage.files(ctx.cfg)[0],
                       ctx.data, ctx.cfg.verify.latency_runs)
     return {**row, "labels": ctx.data.n_labels}
+
+
+def teacher_tflite_row(ctx: Context, stage) -> Dict[str, Any]:
+    """The teacher's float32 file, measured like the student's: accuracy, macro-F1 and
+    agreement with the teacher on the test split (:func:`kdkeras.evaluate_tflite`), size,
+    latency."""
+    cfg, path = ctx.cfg, ctx.get(stage.name)
+    teacher = ctx.get("teacher")
+    model = getattr(teacher, "model", teacher)
+    metrics = S.verify(cfg, path, model, ctx.data)
+    row = M.tflite_row(stage.model, path, model, metrics, cfg.verify.latency_runs)
+    return {**row, "labels": None if cfg.teacher.path else len(ctx.data.y_train)}
 
 
 def tflite_row(ctx: Context, stage) -> Dict[str, Any]:

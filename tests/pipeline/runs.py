@@ -2,9 +2,12 @@
 
 from kdkeras.pipeline import RunConfig
 
-NAMES = ["teacher", "student_scratch", "student_distilled", "student_pruned", "student_qat",
-         "student_tflite_int8"]
-CACHED = ["teacher", "logits", "scratch", "distill", "prune", "qat", "export", "verify", "android"]
+NAMES = ["teacher", "teacher_tflite_float32", "student_scratch", "student_distilled",
+         "student_pruned", "student_qat", "student_tflite_int8"]
+#: The rows of Keras models, each saved as a file named after it.
+KERAS = ["teacher", "student_scratch", "student_distilled", "student_pruned", "student_qat"]
+CACHED = ["teacher", "teacher_tflite", "logits", "scratch", "distill", "prune", "qat", "export",
+          "verify", "android"]
 
 
 def tiny(**changes) -> RunConfig:

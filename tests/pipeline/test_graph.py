@@ -9,19 +9,21 @@ import pytest
 from kdkeras.pipeline import STAGE_NAMES, RunConfig, stage_keys
 from kdkeras.pipeline import graph as G
 
-ORDER = ["data", "teacher", "logits", "scratch", "distill", "prune", "qat", "export", "verify",
-         "android", "report"]
+ORDER = ["data", "teacher", "teacher_tflite", "logits", "scratch", "distill", "prune", "qat",
+         "export", "verify", "android", "report"]
 
 
 def _configs():
     """Every valid combination of the stage toggles."""
-    for scratch, prune, qat, export, verify, android in itertools.product([True, False], repeat=6):
+    for scratch, prune, qat, export, verify, android, teacher in itertools.product([True, False],
+                                                                                 repeat=7):
         if verify and not export:
             continue  # refused by the config
         yield RunConfig.from_dict({
             "data": {"source": "digits"}, "scratch": {"enabled": scratch},
             "prune": {"enabled": prune}, "qat": {"enabled": qat},
-            "export": {"enabled": export, "android": android}, "verify": {"enabled": verify}})
+            "export": {"enabled": export, "android": android, "teacher_tflite": teacher},
+            "verify": {"enabled": verify}})
 
 
 CONFIGS = list(_configs())
@@ -51,6 +53,7 @@ def test_enabled_reflects_the_toggles():
         assert ("export" in enabled) == cfg.export.enabled
         assert ("verify" in enabled) == cfg.verify.enabled
         assert ("android" in enabled) == (cfg.export.enabled and cfg.export.android)
+        assert ("teacher_tflite" in enabled) == (cfg.export.enabled and cfg.export.teacher_tflite)
         assert enabled == [n for n in ORDER if n in enabled]  # always in graph order
 
 
@@ -67,7 +70,8 @@ def test_qat_and_export_take_the_last_student():
 @pytest.mark.parametrize("name,stage", [
     ("prune", "prune"), ("teacher", "teacher"), ("student_scratch", "scratch"),
     ("student_distilled", "distill"), ("student_pruned", "prune"), ("student_qat", "qat"),
-    ("student_tflite_int8", "export"), ("student_tflite_float16", "export")])
+    ("student_tflite_int8", "export"), ("student_tflite_float16", "export"),
+    ("teacher_tflite_float32", "teacher_tflite"), ("teacher_tflite", "teacher_tflite")])
 def test_model_names_map_to_their_stage(name, stage):
     assert G.stage_name(name) == stage
 
@@ -91,8 +95,10 @@ def test_model_stages_save_a_file_named_after_their_model():
             assert not stage.files(cfg) and stage.row is None, stage.name
     assert G.BY_NAME["export"].files(cfg) == ("student_tflite_int8.tflite",)
     assert G.BY_NAME["qat"].files(cfg) == ("student_qat.h5",)
+    assert G.BY_NAME["teacher_tflite"].files(cfg) == ("teacher_tflite_float32.tflite",)
     rows = [s.name for s in G.STAGES if s.row]
-    assert rows == ["teacher", "scratch", "distill", "prune", "qat", "export"]
+    assert rows == ["teacher", "teacher_tflite", "scratch", "distill", "prune", "qat", "export"]
+    assert [s.name for s in G.STAGES if s.skip] == ["teacher_tflite"]
 
 
 def test_a_loaded_teacher_leaves_no_file(tmp_path):
@@ -110,6 +116,8 @@ def test_downstream_of_a_forced_stage():
                                              "verify", "android"}
     assert G.downstream(cfg, ["qat"]) == {"qat", "export", "verify", "android"}
     assert G.downstream(cfg, ["scratch"]) == {"scratch"}
+    assert G.downstream(cfg, ["teacher"]) == set(ORDER) - {"data", "scratch", "report"}
+    assert G.downstream(cfg, ["teacher_tflite"]) == {"teacher_tflite"}  # nothing needs the file
 
 
 def test_keys_change_with_what_a_stage_reads():
@@ -122,6 +130,11 @@ def test_keys_change_with_what_a_stage_reads():
                                                            "android"]
     changed = stage_keys(cfg.replace(verify={"latency_runs": 7}))
     assert changed == base  # latency runs only change the report, which is never reused
+    changed = stage_keys(cfg.replace(export={"calibration_samples": 100}))
+    assert [n for n in ORDER if changed[n] != base[n]] == ["teacher_tflite", "export", "verify",
+                                                           "android"]
+    changed = stage_keys(cfg.replace(export={"teacher_tflite": False}))
+    assert changed == base  # the switch only says whether the stage runs
 
 
 def test_keys_follow_the_input_files(tmp_path):

@@ -12,8 +12,9 @@ from kdkeras.pipeline import measure as M
 from kdkeras.pipeline import stages as S
 from tests.pipeline.runs import tiny
 
-FIELDS = ["name", "format", "accuracy", "macro_f1", "per_class", "confusion_matrix", "params",
-          "nonzero_params", "size_bytes", "gzip_bytes", "latency_ms", "path"]
+FIELDS = ["name", "format", "accuracy", "macro_f1", "per_class", "confusion_matrix",
+          "agreement_with_keras", "params", "nonzero_params", "size_bytes", "gzip_bytes",
+          "latency_ms", "path"]
 
 
 def _identity(n=3):
@@ -65,6 +66,7 @@ def test_keras_row_measures_the_model_and_its_file(tmp_path):
     row = M.keras_row("m", model, tmp_path / "m.keras", data, runs=3)
     assert list(row) == FIELDS
     assert row["format"] == "keras" and row["accuracy"] == 0.75 and row["params"] == 12
+    assert row["agreement_with_keras"] is None  # a Keras model: no file to compare with it
     assert row["size_bytes"] == (tmp_path / "m.keras").stat().st_size and row["latency_ms"] > 0
     assert row["confusion_matrix"] == M.scores(model.predict(data.x_test, verbose=0).argmax(-1),
                                                data)["confusion_matrix"]
@@ -100,6 +102,7 @@ def test_tflite_row_is_measured_on_the_file(first_run):
     assert report["evaluation"][row["name"]]["confusion_matrix"] == on_file["confusion_matrix"]
     v = report["verify"]
     assert v["accuracy"] == row["accuracy"] and v["agreement_with_keras"] >= 0.9
+    assert row["agreement_with_keras"] == v["agreement_with_keras"]
     assert row["size_bytes"] == (out / "student_tflite_int8.tflite").stat().st_size
     qat = report["models"][-2]
     assert row["size_bytes"] < qat["size_bytes"] / 3

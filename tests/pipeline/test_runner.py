@@ -9,7 +9,7 @@ import pytest
 from kdkeras import cli
 from kdkeras.pipeline import VerificationError, run
 from kdkeras.pipeline import stages as S
-from tests.pipeline.runs import CACHED, NAMES, Log, tiny
+from tests.pipeline.runs import CACHED, KERAS, NAMES, Log, tiny
 
 
 def _copy(first_run, tmp_path):
@@ -21,7 +21,7 @@ def _copy(first_run, tmp_path):
 def test_every_artifact_is_written_and_measured(first_run):
     out, report, _ = first_run
     rows = {m["name"]: m for m in report["models"]}
-    for name in NAMES[:-1]:
+    for name in KERAS:
         file = out / (name + (".h5" if name == "student_qat" else ".keras"))
         assert rows[name]["path"] == str(file) and rows[name]["format"] == file.suffix[1:]
         assert rows[name]["size_bytes"] == file.stat().st_size
@@ -60,8 +60,8 @@ def test_changed_setting_redoes_that_stage_and_the_later_ones(first_run, tmp_pat
     out = _copy(first_run, tmp_path)
     log = Log()
     report = run(tiny(prune={"sparsity": 0.5}), out, log=log)
-    assert log.reused() == ["teacher", "logits", "scratch", "distill"]
-    pruned = report["models"][3]
+    assert log.reused() == ["teacher", "teacher_tflite", "logits", "scratch", "distill"]
+    pruned = {m["name"]: m for m in report["models"]}["student_pruned"]
     assert 0.4 < pruned["nonzero_params"] / pruned["params"] < 0.7
 
 
@@ -69,10 +69,10 @@ def test_force_redoes_a_stage_and_what_needs_it(first_run, tmp_path):
     out = _copy(first_run, tmp_path)
     log = Log()
     run(tiny(), out, force=["student_qat"], log=log)
-    assert log.reused() == ["teacher", "logits", "scratch", "distill", "prune"]
+    assert log.reused() == ["teacher", "teacher_tflite", "logits", "scratch", "distill", "prune"]
     log = Log()
     run(tiny(), out, force=["logits"], log=log)
-    assert log.reused() == ["teacher", "scratch"]
+    assert log.reused() == ["teacher", "teacher_tflite", "scratch"]
 
 
 def test_toggling_stages_across_runs(first_run, tmp_path):
@@ -81,11 +81,12 @@ def test_toggling_stages_across_runs(first_run, tmp_path):
     off = tiny(prune={"enabled": False}, export={"enabled": False}, verify={"enabled": False})
     report = run(off, out, log=log)
     assert log.reused() == ["teacher", "logits", "scratch", "distill"]  # qat's input changed
-    assert [m["name"] for m in report["models"]] == NAMES[:3] + ["student_qat"]
-    assert report["verify"] is None
+    # no export: no .tflite file of the student, nor of the teacher to compare it with
+    assert [m["name"] for m in report["models"]] == KERAS[:3] + ["student_qat"]
+    assert report["verify"] is None and report["skipped"] == {}
     log = Log()
     report = run(tiny(), out, log=log)  # prune is still on disk for this input: reused
-    assert log.reused() == ["teacher", "logits", "scratch", "distill", "prune"]
+    assert log.reused() == ["teacher", "teacher_tflite", "logits", "scratch", "distill", "prune"]
     assert [m["name"] for m in report["models"]] == NAMES
 
 
@@ -153,7 +154,8 @@ def test_ctrl_c_keeps_finished_stages_and_no_half_written_file(first_run, tmp_pa
     monkeypatch.setattr(S, "quantize_aware", real)
     log = Log()
     report = run(tiny(), out, log=log)
-    assert log.reused() == ["teacher", "logits", "scratch", "distill", "prune"]  # qat on: redone
+    assert log.reused() == ["teacher", "teacher_tflite", "logits", "scratch", "distill",
+                            "prune"]  # qat on: redone
     assert [m["name"] for m in report["models"]] == NAMES
 
 
@@ -234,7 +236,8 @@ def test_same_seed_same_teacher_and_structure(first_run, tmp_path):
     log = Log()
     cfg = tiny(scratch={"enabled": False}, prune={"enabled": False})
     report = run(cfg, tmp_path, log=log)
-    assert [m["name"] for m in report["models"]] == ["teacher", "student_distilled", "student_qat",
+    assert [m["name"] for m in report["models"]] == ["teacher", "teacher_tflite_float32",
+                                                     "student_distilled", "student_qat",
                                                      "student_tflite_int8"]
     first = {m["name"]: m for m in first_run[1]["models"]}
     again = {m["name"]: m for m in report["models"]}

@@ -62,7 +62,8 @@ def test_keras_hub_preset_teacher_gets_raw_text(tmp_path):
     src = _text_folder(tmp_path / "reviews")
     cfg = _small(src, teacher={"path": str(tmp_path / "preset")}, prune={"enabled": False},
                  qat={"enabled": False})
-    report = run(cfg, tmp_path / "out", log=_quiet)
+    log = []
+    report = run(cfg, tmp_path / "out", log=log.append)
     teacher = report["models"][0]
     assert teacher["format"] == "keras_hub_preset" and teacher["latency_ms"] is None
     assert teacher["path"] == str(tmp_path / "preset") and teacher["params"] > 1000
@@ -75,6 +76,15 @@ def test_keras_hub_preset_teacher_gets_raw_text(tmp_path):
                                atol=1e-4)
     assert [m["name"] for m in report["models"]] == [
         "teacher", "student_scratch", "student_distilled", "student_tflite_int8"]
+    # no .tflite file of a teacher that takes raw text: the log and the report say why
+    why = ("the teacher is a keras-hub task that takes raw text through its preprocessor "
+           "(tokenizer), which a .tflite file does not hold")
+    assert report["skipped"] == {"teacher_tflite_float32": why}
+    assert any(line.endswith(f"teacher_tflite: skipped, {why}") for line in log)
+    assert f"**Skipped:** teacher_tflite_float32: {why}." in (tmp_path / "out" / "report.md"
+                                                              ).read_text()
+    assert not (tmp_path / "out" / "teacher_tflite_float32.tflite").exists()
+    assert "teacher_tflite" not in report["stages"]
 
 
 def _digits_csv(path):
@@ -104,6 +114,11 @@ def test_csv_features_saved_teacher_and_saved_student(tmp_path):
     again = {m["name"]: m for m in second["models"]}
     assert again["teacher"]["accuracy"] == rows["teacher"]["accuracy"]
     assert again["teacher"]["path"] == str(tmp_path / "a" / "teacher.keras")
+    # a loaded tf-keras teacher converts too: its float32 file, beside the student's
+    teacher_file = again["teacher_tflite_float32"]
+    assert teacher_file["path"] == str(tmp_path / "b" / "teacher_tflite_float32.tflite")
+    assert teacher_file["labels"] is None and teacher_file["agreement_with_keras"] >= 0.99
+    assert teacher_file["accuracy"] == rows["teacher_tflite_float32"]["accuracy"]
     # distillation starts from the saved student's weights, the scratch baseline from new ones
     assert again["student_distilled"]["accuracy"] > 0.6
     assert not (tmp_path / "b" / "teacher.keras").exists()

@@ -122,6 +122,41 @@ def test_teacher_inputs_are_raw_text_only_for_a_task_with_a_preprocessor():
     assert S.teacher_inputs(_two_dense(), data) is data.x_train
 
 
+def test_a_teacher_of_raw_text_or_several_inputs_has_no_tflite_file_to_compare():
+    class Task:
+        preprocessor = object()
+
+    class Adapter:  # a loaded teacher: kdkeras.Teacher keeps the model in .model
+        model = Task()
+
+    assert "takes raw text through its preprocessor" in S.teacher_unconvertible(Task())
+    assert S.teacher_unconvertible(Adapter()) == S.teacher_unconvertible(Task())
+    a, b = keras.Input((3,)), keras.Input((4,))
+    two = keras.Model([a, b], keras.layers.Dense(2)(keras.layers.Concatenate()([a, b])))
+    assert S.teacher_unconvertible(two) == ("the teacher takes 2 inputs; the report feeds its "
+                                            "files the data set's one input")
+    assert S.teacher_unconvertible(_two_dense()) is None
+
+
+def test_the_teacher_exports_as_a_float32_file_checked_against_it(tmp_path):
+    from kdkeras.export import evaluate_tflite, inspect_tflite
+
+    data = _data("features", (100,))
+    data.x_train = np.random.default_rng(0).random((16, 100)).astype("float32")
+    keras.utils.set_random_seed(0)
+    teacher = _two_dense(small_units=3)
+    path = S.export_teacher(tiny(), teacher, data, tmp_path / "t.tflite")
+    info = inspect_tflite(path)
+    assert [t["dtype"] for t in info["inputs"] + info["outputs"]] == ["float32", "float32"]
+    assert info["tensor_dtypes"].get("int8", 0) == 0  # float32: nothing quantized
+    res = evaluate_tflite(path, data.x_train, np.zeros(16, int), keras_model=teacher)
+    assert res["agreement_with_keras"] == 1.0
+    data.x_train[3, 7] = np.nan  # the training examples it is checked on go through the export
+    with pytest.raises(ValueError, match="NaN"):
+        S.export_teacher(tiny(), teacher, data, tmp_path / "bad.tflite")
+    assert not (tmp_path / "bad.tflite").exists()
+
+
 def test_scratch_gets_the_distilled_students_optimizer_steps_under_a_label_budget():
     cfg = tiny(data={"labels": 0.1}, distill={"epochs": 3})
     data = S.load_data(cfg)
@@ -155,7 +190,8 @@ def test_a_label_budget_run_reports_the_labels_each_model_saw(tmp_path):
     labels = {m["name"]: m["labels"] for m in report["models"]}
     n_train = report["dataset_info"]["n_train"]
     assert labels["teacher"] == n_train and report["dataset_info"]["n_labels"] == 300
-    assert {v for k, v in labels.items() if k != "teacher"} == {300}
+    assert labels["teacher_tflite_float32"] == n_train  # the teacher's file: the teacher's labels
+    assert {v for k, v in labels.items() if not k.startswith("teacher")} == {300}
     md = report_markdown(report)
     assert f"the students saw 300 of the {n_train:,} training labels" in md
     assert "Distillation: student_distilled" in md
