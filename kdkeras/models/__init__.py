@@ -6,6 +6,7 @@ from kdkeras.models.students import (
     build_cnn_student,
     build_cnn_teacher,
     build_mlp_student,
+    build_resnet_teacher,
     build_text_student,
     build_text_teacher,
 )
@@ -16,6 +17,7 @@ __all__ = [
     "build_cnn_student",
     "build_cnn_teacher",
     "build_mlp_student",
+    "build_resnet_teacher",
     "build_text_student",
     "build_text_teacher",
     "load_model",

@@ -72,6 +72,106 @@ def build_cnn_teacher(
     return keras.Model(inputs, outputs, name=name)
 
 
+def _augment(x, translate: float, flip: bool):
+    """Training-only augmentation layers (identity at inference): a random shift by up to
+    ``translate`` of the height and width (zero fill), and a random left-right flip."""
+    if translate < 0 or translate >= 1:
+        raise ValueError(f"translate must be in [0, 1). Received: translate={translate}")
+    if translate:
+        x = keras.layers.RandomTranslation(translate, translate, fill_mode="constant",
+                                           name="random_shift")(x)
+    if flip:
+        x = keras.layers.RandomFlip("horizontal", name="random_flip")(x)
+    return x
+
+
+def _conv_bn(x, filters: int, strides: int, name: str, relu: bool = True):
+    x = keras.layers.Conv2D(filters, 3, strides, padding="same", use_bias=False,
+                            name=f"{name}_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+    return keras.layers.ReLU(name=f"{name}_relu")(x) if relu else x
+
+
+@BUILDERS.register("resnet_teacher")
+def build_resnet_teacher(
+    input_shape: Sequence[int] = (28, 28, 1),
+    num_classes: int = 10,
+    filters: Sequence[int] = (24, 48, 96),
+    blocks_per_stage: int = 1,
+    stem_pool: int = 2,
+    dropout: float = 0.0,
+    translate: float = 0.0,
+    flip: bool = False,
+    name: str = "resnet_teacher",
+) -> keras.Model:
+    """A small residual CNN teacher (He et al. 2016): a 3×3 stem and a 2×2 max-pool, then per
+    entry of ``filters`` a stage of basic blocks (two batch-normed 3×3 convs and an identity or
+    1×1 projection shortcut), each stage after the first halving the resolution, then global
+    average pooling and the logits.
+
+    With the defaults on 28×28×1 inputs it has about 175k parameters and, trained 3 epochs
+    with Adam and :func:`kdkeras.models.schedules.cosine_decay` (peak 3e-3, batch 128), reaches
+    about 92.1% on Fashion-MNIST for less CPU time than ``cnn_teacher``'s 90.5% in 4 epochs
+    (``benchmarks/teacher_fashion_mnist.py``). The augmentation layers (``translate``,
+    ``flip``) are off by default: they cost accuracy in so few epochs.
+
+    Args:
+        input_shape: Sequence[int]. ``(H, W)`` or ``(H, W, C)``.
+        num_classes: int. Number of classes (>= 2).
+        filters: Sequence[int]. Width of each stage.
+        blocks_per_stage: int. Basic blocks per stage (>= 1).
+        stem_pool: int. Max-pool size after the stem (1: none; 2 quarters the cost of
+            every stage).
+        dropout: float. Dropout before the logits.
+        translate: float. Training-only random shift, a share of the height and width.
+        flip: bool. Training-only random left-right flip.
+        name: str. Model name.
+
+    Returns:
+        An uncompiled tf-keras model with logits from a ``Dense`` named ``"output"``.
+
+    Raises:
+        ValueError: a bad ``input_shape``, ``num_classes < 2``, ``blocks_per_stage < 1`` or
+            ``translate`` outside [0, 1).
+
+    References:
+        He, Zhang, Ren, Sun. Deep Residual Learning for Image Recognition. CVPR 2016.
+
+    Example:
+
+    >>> build_resnet_teacher((28, 28, 1), 10).count_params()
+    174850
+    """
+    shape, num_classes = _check(input_shape, num_classes)
+    if int(blocks_per_stage) < 1:
+        raise ValueError(
+            f"blocks_per_stage must be >= 1. Received: blocks_per_stage={blocks_per_stage}")
+    inputs, x = _image_input(shape)
+    x = _augment(x, float(translate), bool(flip))
+    x = _conv_bn(x, int(filters[0]), 1, "stem")
+    if int(stem_pool) > 1:
+        x = keras.layers.MaxPooling2D(int(stem_pool), name="stem_pool")(x)
+    for i, f in enumerate(int(f) for f in filters):
+        for j in range(int(blocks_per_stage)):
+            block = f"block{i}_{j}"
+            strides = 2 if i > 0 and j == 0 else 1
+            shortcut = x
+            if strides != 1 or x.shape[-1] != f:
+                shortcut = keras.layers.Conv2D(f, 1, strides, use_bias=False,
+                                               name=f"{block}_proj")(x)
+                shortcut = keras.layers.BatchNormalization(momentum=0.9,
+                                                           name=f"{block}_proj_bn")(shortcut)
+            x = _conv_bn(x, f, strides, f"{block}_a")
+            x = _conv_bn(x, f, 1, f"{block}_b", relu=False)
+            x = keras.layers.Add(name=f"{block}_add")([x, shortcut])
+            x = keras.layers.ReLU(name=f"{block}_out")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    if dropout:
+        x = keras.layers.Dropout(float(dropout), name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="output")(x)
+    return keras.Model(inputs, outputs, name=name)
+
+
 @BUILDERS.register("cnn")
 def build_cnn_student(
     input_shape: Sequence[int] = (28, 28, 1),
