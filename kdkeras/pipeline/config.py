@@ -32,6 +32,7 @@ def _key(default, doc: str):
 
 
 AUTO = "auto"
+SCHEDULES = ("cosine", "constant")
 #: ``data.labels = 0`` on a built-in data set: the students' share of its labels.
 BUILTIN_LABELS = 0.1
 MAX_SEED = 2**31 - 1
@@ -65,13 +66,15 @@ class DataConfig:
 class TeacherConfig:
     """``[teacher]``: build and train one, or load one."""
 
-    builder: str = _key(AUTO, "model builder (auto: cnn_teacher for images, text_teacher for "
-                        "text, a 2x256 mlp for features)")
-    kwargs: Dict[str, Any] = _key({}, "extra arguments of the builder, e.g. {filters = 32}")
+    builder: str = _key(AUTO, "model builder (auto: resnet_teacher for images, text_teacher "
+                        "for text, a 2x256 mlp for features)")
+    kwargs: Dict[str, Any] = _key({}, "extra arguments of the builder, e.g. {filters = [32, 64]}")
     path: str = _key("", "load this .keras / .h5 file, SavedModel folder or keras-hub preset "
                      "folder instead of training a teacher")
-    epochs: int = _key(4, "training epochs (hard labels, Adam)")
-    learning_rate: float = _key(1e-3, "Adam learning rate")
+    epochs: int = _key(3, "training epochs (hard labels, Adam)")
+    learning_rate: float = _key(3e-3, "Adam learning rate (the peak, with the cosine schedule)")
+    schedule: str = _key("cosine", "learning-rate schedule: cosine (5% linear warm-up, then "
+                         "cosine decay to 0) or constant")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -272,6 +275,9 @@ class RunConfig:
         if not 0 <= self.verify.max_accuracy_drop <= 1:
             raise ValueError(f"verify.max_accuracy_drop must be in [0, 1]. Received: "
                              f"verify.max_accuracy_drop={self.verify.max_accuracy_drop}")
+        if t.schedule not in SCHEDULES:
+            raise ValueError(f"teacher.schedule must be one of {', '.join(SCHEDULES)}. Received: "
+                             f"teacher.schedule={t.schedule!r}")
         try:
             check_alpha(self.distill.alpha, "distill.alpha")
             check_temperature(self.distill.temperature, "distill.temperature")

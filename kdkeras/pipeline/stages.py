@@ -55,7 +55,7 @@ def label_budget(cfg: RunConfig) -> float:
 
 # ----------------------------------------------------------------------------- models
 _AUTO_BUILDERS = {
-    "images": (("cnn_teacher", {}), ("cnn", {})),
+    "images": (("resnet_teacher", {}), ("cnn", {})),
     "features": (("mlp", {"hidden": [256, 256]}), ("mlp", {"hidden": [32]})),
     "text": (("text_teacher", {}), ("text", {})),
 }
@@ -113,10 +113,22 @@ def epochs_for(cfg: RunConfig, epochs: int, n: int) -> int:
     return max(int(epochs), int(np.ceil(cfg.min_steps / steps_per_epoch)))
 
 
+def learning_rate(lr: float, schedule: str, epochs: int, n: int, batch_size: int):
+    """``lr`` itself, or a cosine schedule peaking at ``lr`` after a 5% linear warm-up and
+    decaying to 0 at the last step of ``epochs`` over ``n`` examples."""
+    if schedule == "constant":
+        return lr
+    from kdkeras.models.schedules import cosine_decay
+
+    steps = int(epochs) * max(1, int(np.ceil(n / batch_size)))
+    return cosine_decay(lr, steps, warmup_steps=int(0.05 * steps))
+
+
 def _compile_fit(model, data: SplitData, epochs: int, lr: float, batch_size: int, seed: int,
-                 callbacks, verbose: int):
+                 callbacks, verbose: int, schedule: str = "constant"):
     keras.utils.set_random_seed(seed)
-    model.compile(keras.optimizers.Adam(lr),
+    rate = learning_rate(lr, schedule, epochs, len(data.x_train), batch_size)
+    model.compile(keras.optimizers.Adam(rate),
                   keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     ds = kd_data.to_dataset(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed)
     history = model.fit(ds, epochs=epochs, verbose=verbose,
@@ -131,12 +143,11 @@ def _compile_fit(model, data: SplitData, epochs: int, lr: float, batch_size: int
 
 
 def train_teacher(cfg: RunConfig, data: SplitData, callbacks=(), verbose: int = 0):
-    """Builds and trains the teacher on hard labels (Adam)."""
+    """Builds and trains the teacher on hard labels (Adam, ``teacher.schedule``)."""
     t = cfg.teacher
     model = build_model("teacher", t.builder, t.kwargs, data, cfg.seed)
     return _compile_fit(model, data, epochs_for(cfg, t.epochs, len(data.x_train)), t.learning_rate,
-                        cfg.batch_size, cfg.seed,
-                        list(callbacks), verbose)
+                        cfg.batch_size, cfg.seed, list(callbacks), verbose, t.schedule)
 
 
 def load_teacher(cfg: RunConfig):

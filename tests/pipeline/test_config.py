@@ -64,6 +64,8 @@ def test_wrong_types(values, match):
                                                    "> 0. Received: distill.learning_rate=nan"),
     ({"qat": {"learning_rate": float("inf")}}, "qat.learning_rate must be a finite number > 0"),
     ({"verify": {"max_accuracy_drop": float("nan")}}, r"verify.max_accuracy_drop must be in"),
+    ({"teacher": {"schedule": "step"}}, "teacher.schedule must be one of cosine, constant. "
+                                        "Received: teacher.schedule='step'"),
 ])
 def test_bad_values(values, match):
     with pytest.raises(ValueError, match=match):

@@ -269,7 +269,7 @@ def test_min_steps_raises_the_epochs_on_a_small_data_set(tmp_path):
                qat={"enabled": False}, export={"enabled": False}, verify={"enabled": False})
     report = run(cfg, tmp_path, log=log)
     # 1,347 examples in batches of 64: 22 steps per epoch, so 14 epochs reach 300 steps
-    assert any("teacher: train cnn_teacher for 14 (min_steps = 300) epochs" in line for line in log)
+    assert any("teacher: train resnet_teacher for 14 (min_steps = 300) epochs" in line for line in log)
     assert sum("distill: epoch" in line for line in log) == 14
     rows = {m["name"]: m for m in report["models"]}
     assert rows["student_distilled"]["accuracy"] > 0.8 and rows["student_scratch"]["accuracy"] > 0.8

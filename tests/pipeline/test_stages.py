@@ -64,8 +64,15 @@ def _data(kind, shape=(6,), vocabulary=None):
                      vocabulary=vocabulary)
 
 
+def test_the_teacher_schedule_is_cosine_or_constant():
+    rate = S.learning_rate(3e-3, "cosine", epochs=2, n=1000, batch_size=100)  # 20 steps, 1 warm-up
+    np.testing.assert_allclose([float(rate(t)) for t in (0, 1, 20)], [0.0, 3e-3, 0.0], atol=1e-9)
+    np.testing.assert_allclose(float(rate(1 + 19 / 2)), 1.5e-3, rtol=1e-6)  # half-way: half the peak
+    assert S.learning_rate(3e-3, "constant", 2, 1000, 100) == 3e-3
+
+
 def test_auto_builders_follow_the_kind_of_data():
-    assert S.builder_name("teacher", "auto", _data("images")) == "cnn_teacher"
+    assert S.builder_name("teacher", "auto", _data("images")) == "resnet_teacher"
     assert S.builder_name("student", "auto", _data("images")) == "cnn"
     assert S.builder_name("student", "auto", _data("text")) == "text"
     assert S.builder_name("student", "mlp", _data("images")) == "mlp"
