@@ -41,16 +41,17 @@ from _common import machine, table
 keras = kd.keras
 
 
-def train_teacher(x, y, epochs, seed, path: Path):
-    """The default job's teacher recipe: ``resnet_teacher``, Adam with a cosine schedule
-    peaking at 3e-3 after a 5% warm-up, batch 128 (or the model saved at ``path``)."""
+def train_teacher(x, y, epochs, seed, path: Path, filters=(32, 64, 128)):
+    """The default job's teacher recipe: ``resnet_teacher`` (here ``filters`` wide), Adam with
+    a cosine schedule peaking at 3e-3 after a 5% warm-up, batch 128 (or the model saved at
+    ``path``)."""
     if path.exists():
         return keras.models.load_model(path, compile=False)
     from kdkeras.models.schedules import cosine_decay
     from kdkeras.models.students import BUILDERS
 
     keras.utils.set_random_seed(seed)
-    teacher = BUILDERS.get("resnet_teacher")(x.shape[1:], 10)
+    teacher = BUILDERS.get("resnet_teacher")(x.shape[1:], 10, filters=tuple(filters))
     steps = epochs * int(np.ceil(len(x) / 128))
     teacher.compile(
         keras.optimizers.Adam(cosine_decay(3e-3, steps, warmup_steps=int(0.05 * steps))),
@@ -160,6 +161,8 @@ def main(argv=None):
     p.add_argument("--dense", type=int, default=32)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--teacher-epochs", type=int, default=3)
+    p.add_argument("--teacher-filters", type=int, nargs="+", default=[32, 64, 128],
+                   help="resnet_teacher stage widths when the script trains the teacher")
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--alpha", type=float, default=0.1)
     p.add_argument("--temperature", type=float, default=4.0)
@@ -192,7 +195,7 @@ def main(argv=None):
 
     (x, y), (xt, yt) = kd.fashion_mnist(n_train=args.n_train)
     t0 = time.time()
-    teacher = train_teacher(x, y, args.teacher_epochs, 0, args.teacher)
+    teacher = train_teacher(x, y, args.teacher_epochs, 0, args.teacher, args.teacher_filters)
     t_acc = accuracy(teacher, xt, yt)
     logits = teacher.predict(x, batch_size=1024, verbose=0).astype("float32")
     student_params = make_student(args, 0).count_params()
