@@ -130,8 +130,9 @@ def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     known = {**CANDIDATES, **EXTRA}
-    p.add_argument("--only", nargs="+", choices=sorted(known), default=None,
-                   help="candidates to run (default: the search, baseline first)")
+    p.add_argument("--only", nargs="+", choices=sorted(known), default=None, metavar="NAME",
+                   help="candidates to run (default: the search, baseline first): "
+                        + ", ".join(known))
     p.add_argument("--seeds", type=int, default=1)
     p.add_argument("--first-seed", type=int, default=0)
     p.add_argument("--cost", action="store_true",
