@@ -47,14 +47,12 @@ def train_teacher(x, y, epochs, seed, path: Path, filters=(32, 64, 128)):
     ``path``)."""
     if path.exists():
         return keras.models.load_model(path, compile=False)
-    from kdkeras.models.schedules import cosine_decay
-    from kdkeras.models.students import BUILDERS
+    from kdkeras.pipeline.stages import learning_rate
 
     keras.utils.set_random_seed(seed)
-    teacher = BUILDERS.get("resnet_teacher")(x.shape[1:], 10, filters=tuple(filters))
-    steps = epochs * int(np.ceil(len(x) / 128))
+    teacher = kd.models.build_resnet_teacher(x.shape[1:], 10, filters=tuple(filters))
     teacher.compile(
-        keras.optimizers.Adam(cosine_decay(3e-3, steps, warmup_steps=int(0.05 * steps))),
+        keras.optimizers.Adam(learning_rate(3e-3, "cosine", epochs, len(x), 128)),
         keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         ["accuracy"],
     )

@@ -37,9 +37,15 @@ def preflight(distiller: Any, x, y=None, sample_weight=None) -> None:
     s = np.asarray(distiller.student(xs, training=False), dtype=np.float32)
     if is_top_k(logits):
         check_top_k_batch(logits, s.shape, distiller.temperature)
-        check_labels(y if y is not None and not isinstance(x, tf.data.Dataset) else ys,
-                     s.shape[-1], getattr(distiller, "ignore_class", None))
-        return
+    else:
+        check_logits(distiller, xs, logits, s)
+    check_labels(y if y is not None and not isinstance(x, tf.data.Dataset) else ys, s.shape[-1],
+                 getattr(distiller, "ignore_class", None))
+
+
+def check_logits(distiller: Any, xs, logits, s: np.ndarray) -> None:
+    """Teacher logits (given, or the teacher's on ``xs``) and student outputs ``s`` that fit:
+    one row per example over the same classes, logits rather than probabilities."""
     if logits is not None:
         raw = logits
     else:
@@ -67,9 +73,6 @@ def preflight(distiller: Any, x, y=None, sample_weight=None) -> None:
             f"The student '{distiller.student.name}' outputs look like probabilities; the losses "
             "take logits. Give its last layer activation=None."
         )
-    check_labels(y if y is not None and not isinstance(x, tf.data.Dataset) else ys, s.shape[-1],
-                 getattr(distiller, "ignore_class", None))
-
 
 
 def check_top_k_batch(targets, student_shape, temperature: float) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import tf_keras as keras
 
+from kdkeras.validation import check_int, check_number
+
 
 def cosine_decay(
     learning_rate: float,
@@ -44,20 +46,17 @@ def cosine_decay(
     >>> [round(float(s(t)), 6) for t in (0, 5, 10, 55, 100)]
     [0.0, 0.0005, 0.001, 0.0005, 0.0]
     """
-    if not learning_rate > 0:
-        raise ValueError(f"learning_rate must be > 0. Received: learning_rate={learning_rate}")
-    if int(steps) < 1:
-        raise ValueError(f"steps must be >= 1. Received: steps={steps}")
-    if not 0 <= int(warmup_steps) < int(steps):
+    learning_rate = check_number(learning_rate, "learning_rate", low=0, low_open=True)
+    steps = check_int(steps, "steps", 1)
+    warmup = check_int(warmup_steps, "warmup_steps", 0)
+    if warmup >= steps:
         raise ValueError(
             f"warmup_steps must be in [0, steps={steps}). Received: warmup_steps={warmup_steps}")
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be in [0, 1]. Received: alpha={alpha}")
-    warmup = int(warmup_steps)
+    alpha = check_number(alpha, "alpha", low=0, high=1)
     return keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else float(learning_rate),
-        decay_steps=int(steps) - warmup,
-        alpha=float(alpha),
-        warmup_target=float(learning_rate) if warmup else None,
+        initial_learning_rate=0.0 if warmup else learning_rate,
+        decay_steps=steps - warmup,
+        alpha=alpha,
+        warmup_target=learning_rate if warmup else None,
         warmup_steps=warmup,
     )

@@ -12,6 +12,7 @@ from typing import Sequence, Tuple
 import tf_keras as keras
 
 from kdkeras.registry import Registry
+from kdkeras.validation import check_number
 
 BUILDERS = Registry("model builder")
 
@@ -75,9 +76,7 @@ def build_cnn_teacher(
 def _augment(x, translate: float, flip: bool):
     """Training-only augmentation layers (identity at inference): a random shift by up to
     ``translate`` of the height and width (zero fill), and a random left-right flip."""
-    if translate < 0 or translate >= 1:
-        raise ValueError(f"translate must be in [0, 1). Received: translate={translate}")
-    if translate:
+    if check_number(translate, "translate", low=0, high=1, high_open=True):
         x = keras.layers.RandomTranslation(translate, translate, fill_mode="constant",
                                            name="random_shift")(x)
     if flip:

@@ -106,11 +106,15 @@ def check_models(cfg: RunConfig, data: SplitData) -> None:
         resolve_builder("student", cfg.student.builder, cfg.student.kwargs, data)
 
 
+def steps_per_epoch(n: int, batch_size: int) -> int:
+    """Optimizer steps of one epoch over ``n`` examples (the last batch may be partial)."""
+    return max(1, int(np.ceil(n / batch_size)))
+
+
 def epochs_for(cfg: RunConfig, epochs: int, n: int) -> int:
     """``epochs``, raised so the stage runs at least ``cfg.min_steps`` optimizer steps on ``n``
     examples (a small data set would otherwise stop after a few dozen steps)."""
-    steps_per_epoch = max(1, int(np.ceil(n / cfg.batch_size)))
-    return max(int(epochs), int(np.ceil(cfg.min_steps / steps_per_epoch)))
+    return max(int(epochs), int(np.ceil(cfg.min_steps / steps_per_epoch(n, cfg.batch_size))))
 
 
 def learning_rate(lr: float, schedule: str, epochs: int, n: int, batch_size: int):
@@ -120,7 +124,7 @@ def learning_rate(lr: float, schedule: str, epochs: int, n: int, batch_size: int
         return lr
     from kdkeras.models.schedules import cosine_decay
 
-    steps = int(epochs) * max(1, int(np.ceil(n / batch_size)))
+    steps = int(epochs) * steps_per_epoch(n, batch_size)
     return cosine_decay(lr, steps, warmup_steps=int(0.05 * steps))
 
 
@@ -215,8 +219,8 @@ def scratch_epochs(cfg: RunConfig, data: SplitData) -> int:
     epochs = epochs_for(cfg, cfg.distill.epochs, len(data.x_train))
     if data.labelled is None:
         return epochs
-    steps = epochs * int(np.ceil(len(data.x_train) / cfg.batch_size))
-    return int(np.ceil(steps / np.ceil(data.n_labels / cfg.batch_size)))
+    steps = epochs * steps_per_epoch(len(data.x_train), cfg.batch_size)
+    return int(np.ceil(steps / steps_per_epoch(data.n_labels, cfg.batch_size)))
 
 
 def train_scratch(cfg: RunConfig, data: SplitData, callbacks=(), verbose: int = 0):
