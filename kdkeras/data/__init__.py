@@ -1,7 +1,9 @@
 """Data: built-in sets (offline first), a user's own files, text encoding, one data type.
 
 Every loader returns numpy arrays in the same conventions (:mod:`kdkeras.data.dataset`); the
-pipeline works on :class:`SplitData`.
+pipeline works on :class:`SplitData`. Text is word-level ids (:mod:`kdkeras.data.text`) or a
+teacher's WordPiece ids (:mod:`kdkeras.data.wordpiece`; the ``"tweets"`` built-in,
+:mod:`kdkeras.data.tweets`).
 """
 
 from kdkeras.data.builtin import (
@@ -17,12 +19,16 @@ from kdkeras.data.builtin import (
 from kdkeras.data.dataset import SplitData, subset_indices, to_dataset
 from kdkeras.data.files import load_files
 from kdkeras.data.text import build_vocabulary, tokenize
+from kdkeras.data.tweets import TWEET_CLASSES, read_tweets
+from kdkeras.data.wordpiece import WordPieceEncoder
 
 __all__ = [
     "SplitData",
     "DATASETS",
     "CLASS_NAMES",
     "FASHION_MNIST_CLASSES",
+    "TWEET_CLASSES",
+    "WordPieceEncoder",
     "build_vocabulary",
     "class_names",
     "digits",
@@ -30,6 +36,7 @@ __all__ = [
     "load_builtin",
     "load_files",
     "read_idx",
+    "read_tweets",
     "subset_indices",
     "to_dataset",
     "tokenize",

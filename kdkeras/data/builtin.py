@@ -1,4 +1,5 @@
-"""The built-in data sets, offline first: Fashion-MNIST (the default job) and scikit-learn digits.
+"""The built-in data sets, offline first: Fashion-MNIST (the default job), scikit-learn digits
+and the tweet-sentiment texts (:mod:`kdkeras.data.tweets`).
 
 Each loader looks for a local copy first, falls back to the download where there is a network
 (Colab), and otherwise fails with a message that says how to install the data.
@@ -17,6 +18,7 @@ from typing import Optional, Sequence, Tuple
 import numpy as np
 
 from kdkeras.data.dataset import SplitData, subset_indices
+from kdkeras.data.tweets import TWEET_CLASSES, tweets
 from kdkeras.registry import Registry
 
 Split = Tuple[np.ndarray, np.ndarray]
@@ -152,7 +154,10 @@ def digits(test_size: float = 0.25, seed: int = 0) -> Tuple[Split, Split]:
 #: The raw pixel range of each built-in set: its images are ``raw / RAW_SCALE[name]``.
 RAW_SCALE = {"fashion_mnist": 255.0, "digits": 16.0}
 
-CLASS_NAMES = {"fashion_mnist": FASHION_MNIST_CLASSES, "digits": tuple(str(i) for i in range(10))}
+DATASETS.register("tweets", tweets)
+
+CLASS_NAMES = {"fashion_mnist": FASHION_MNIST_CLASSES, "digits": tuple(str(i) for i in range(10)),
+               "tweets": TWEET_CLASSES}
 
 
 def class_names(name: str) -> Sequence[str]:
@@ -161,12 +166,19 @@ def class_names(name: str) -> Sequence[str]:
     return CLASS_NAMES[name]
 
 
-def load_builtin(name: str, seed: int = 0) -> SplitData:
+def load_builtin(name: str, seed: int = 0, **options) -> SplitData:
     """The built-in data set ``name`` as a :class:`~kdkeras.data.dataset.SplitData`.
+
+    Loaders of images return ``(train, test)`` arrays, wrapped here; a text loader
+    (``"tweets"``) returns its :class:`SplitData` itself. ``options`` go to the loader
+    (e.g. ``sequence_length=64`` for ``"tweets"``).
 
     Raises:
         ValueError: an unknown name, with the known ones.
     """
-    (x, y), (xt, yt) = DATASETS.get(name)(seed=seed)
+    loaded = DATASETS.get(name)(seed=seed, **options)
+    if isinstance(loaded, SplitData):
+        return loaded
+    (x, y), (xt, yt) = loaded
     return SplitData(x, y, xt, yt, list(class_names(name)), "images", name=name,
                      normalization={"mean": 0.0, "std": RAW_SCALE[name]})

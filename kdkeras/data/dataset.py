@@ -33,8 +33,9 @@ class SplitData:
         texts_train: Optional[List[str]]. Text only: the raw strings, in the order of
             ``x_train``.
         texts_test: Optional[List[str]]. Text only: as ``texts_train`` for the test split.
-        vocabulary: Optional[List[str]]. Text only: ``vocabulary[i]`` is the word of token id
-            ``i``; id 0 is ``""`` (padding), id 1 ``"[UNK]"``.
+        vocabulary: Optional[List[str]]. Text only: ``vocabulary[i]`` is the token of id ``i``.
+            Word-level (:mod:`kdkeras.data.text`): id 0 is ``""`` (padding), id 1 ``"[UNK]"``;
+            WordPiece (:mod:`kdkeras.data.wordpiece`): the pieces of ``vocab.txt``.
         name: str. The built-in name or the source file/folder name (reports).
         normalization: Optional[dict]. How the raw inputs became ``x``: ``x = (raw - mean) /
             std`` with ``{"mean": m, "std": s}`` (``{"mean": 0, "std": 255}`` for uint8
@@ -43,6 +44,12 @@ class SplitData:
         labelled: Optional[np.ndarray]. A label budget (:meth:`with_label_budget`): which
             training labels a student may see (bool, one per training example); the others
             are learned from the teacher's soft targets. None: every label.
+        tokenizer: Optional[dict]. WordPiece text only: how the texts became ids
+            (:meth:`kdkeras.data.wordpiece.WordPieceEncoder.describe`: type, lowercase,
+            max_length, special token ids, ...), the Android bundle's ``model.json`` entry.
+            None for images, features and word-level text.
+        truncated: Optional[int]. WordPiece text only: how many texts (train + test) had more
+            pieces than fit and were cut; :meth:`subset` counts those it keeps.
 
     Example:
 
@@ -65,6 +72,8 @@ class SplitData:
     name: str = ""
     normalization: Optional[Dict[str, Any]] = None
     labelled: Optional[np.ndarray] = None
+    tokenizer: Optional[Dict[str, Any]] = None
+    truncated: Optional[int] = None
 
     #: The label of a training example outside the label budget (``Distiller.compile``'s
     #: ``ignore_class``).
@@ -119,24 +128,32 @@ class SplitData:
         return dataclasses.replace(self, labelled=None if count == n else keep)
 
     def summary(self) -> Dict[str, Any]:
-        """Name, kind, sizes, labels, classes and input shape, JSON-ready (``report.json``)."""
-        return {"name": self.name, "kind": self.kind, "n_train": int(len(self.x_train)),
-                "n_labels": self.n_labels, "n_test": int(len(self.x_test)),
-                "num_classes": self.num_classes, "input_shape": list(self.input_shape)}
+        """Name, kind, sizes, labels, classes and input shape, JSON-ready (``report.json``);
+        plus the tokenizer type and the truncated texts when the data has them."""
+        out = {"name": self.name, "kind": self.kind, "n_train": int(len(self.x_train)),
+               "n_labels": self.n_labels, "n_test": int(len(self.x_test)),
+               "num_classes": self.num_classes, "input_shape": list(self.input_shape)}
+        if self.tokenizer is not None:
+            out["tokenizer"] = self.tokenizer.get("type")
+        if self.truncated is not None:
+            out["truncated"] = int(self.truncated)
+        return out
 
     def subset(self, n_train: Optional[int] = None, n_test: Optional[int] = None,
                seed: int = 0) -> "SplitData":
         """A copy holding random subsets of ``n_train`` / ``n_test`` examples (None or 0: all).
 
         The train subset is drawn with ``seed``, the test subset with ``seed + 1``; raw texts
-        follow their token ids.
+        follow their token ids, and ``truncated`` is counted again on the kept texts.
         """
         out = dataclasses.replace(self)
+        changed = False
         for split, n, s in (("train", n_train, seed), ("test", n_test, seed + 1)):
             x = getattr(out, f"x_{split}")
             idx = subset_indices(len(x), n or None, s)
             if idx is None:
                 continue
+            changed = True
             setattr(out, f"x_{split}", x[idx])
             setattr(out, f"y_{split}", getattr(out, f"y_{split}")[idx])
             if split == "train" and out.labelled is not None:
@@ -144,7 +161,20 @@ class SplitData:
             texts = getattr(out, f"texts_{split}")
             if texts is not None:
                 setattr(out, f"texts_{split}", [texts[i] for i in idx])
+        if changed and out.truncated is not None:
+            out.truncated = _count_truncated(out)
         return out
+
+
+def _count_truncated(data: SplitData) -> Optional[int]:
+    """Texts of ``data`` cut to fit (None when the raw texts or the tokenizer are unknown)."""
+    if data.tokenizer is None or data.texts_train is None or data.texts_test is None:
+        return None
+    from kdkeras.data.wordpiece import count_truncated
+
+    return sum(count_truncated(texts, x, data.tokenizer, data.vocabulary)
+               for texts, x in ((data.texts_train, data.x_train),
+                                (data.texts_test, data.x_test)))
 
 
 def subset_indices(size: int, n: Optional[int], seed: int) -> Optional[np.ndarray]:

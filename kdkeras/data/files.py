@@ -8,7 +8,9 @@ none, and returns a :class:`~kdkeras.data.dataset.SplitData` in the same convent
 * images: ``float32 (N, H, W, C)`` in ``[0, 1]``;
 * features: ``float32 (N, F)``;
 * text: ``int32 (N, sequence_length)`` token ids (0 is padding, 1 is ``[UNK]``), from a
-  vocabulary built on the training split only; :func:`tokenize` encodes new text the same way;
+  vocabulary built on the training split only; :func:`tokenize` encodes new text the same way.
+  With ``wordpiece=`` (a ``vocab.txt`` or a BERT preset folder) the ids are a teacher's
+  WordPiece ids instead, ``[CLS] pieces [SEP] 0...`` (:mod:`kdkeras.data.wordpiece`);
 * labels: ``int64`` class indices ``0..C-1``, ``class_names[i]`` naming class ``i``.
 
 Supported sources:
@@ -21,11 +23,14 @@ Supported sources:
 * a directory ``<root>/<class>/<files>`` or ``<root>/train/<class>/...`` plus
   ``<root>/test/<class>/...`` (its own split), holding images (``.png .jpg .jpeg .bmp .gif``,
   read with Pillow) or ``.txt`` files (one example per file).
-"""
+
+Bad text: a ``.txt`` file that is not UTF-8 is refused, named in the error; an empty (or blank)
+``.txt`` file or CSV text cell is skipped, counted and named in a warning."""
 
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import numbers
 import os
@@ -36,11 +41,14 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from kdkeras.data.dataset import SplitData
-from kdkeras.data.folders import COLOR_MODES, IMAGE_EXTENSIONS, load_directory
+from kdkeras.data.folders import COLOR_MODES, IMAGE_EXTENSIONS, TEXT_EXTENSIONS, load_directory
 from kdkeras.data.splits import finish
+from kdkeras.data.wordpiece import encode_split, load_encoder
 from kdkeras.validation import check_int
 
 __all__ = ["load_files"]
+
+logger = logging.getLogger("kdkeras.data")
 
 _SUPPORTED = (
     "a .npz file, a .csv file, or a directory with one folder per class (images: "
@@ -78,8 +86,6 @@ def _check_arguments(
     check_int(sequence_length, "sequence_length", 1)
     check_int(max_tokens, "max_tokens", 3)
     return int(size[0]), int(size[1])
-
-
 
 
 # --------------------------------------------------------------------------- .npz
@@ -209,6 +215,7 @@ def _load_csv(
             )
         labels: List[str] = []
         rows: list = []
+        empty_rows: List[int] = []
         for cells in reader:
             if not cells or all(not c.strip() for c in cells):
                 continue  # blank line
@@ -224,10 +231,14 @@ def _load_csv(
                     f"CSV row {row} has an empty label in column {label_column!r}. "
                     f"Received: source={source!r}."
                 )
-            labels.append(label)
             if text_at is not None:
+                if not cells[text_at].strip():
+                    empty_rows.append(row)
+                    continue
+                labels.append(label)
                 rows.append(cells[text_at])
                 continue
+            labels.append(label)
             values = []
             for i in feature_at:
                 try:
@@ -242,8 +253,13 @@ def _load_csv(
                     )
                 values.append(v)
             rows.append(values)
+    if empty_rows:
+        logger.warning("Skipped %d CSV row(s) with an empty text (rows %s%s) in %s.",
+                       len(empty_rows), ", ".join(map(str, empty_rows[:5])),
+                       " ..." * (len(empty_rows) > 5), source)
     if not rows:
-        raise ValueError(f"The CSV file has a header but no rows. Received: source={source!r}.")
+        raise ValueError(f"The CSV file has a header but no rows{' with text' * bool(empty_rows)}."
+                         f" Received: source={source!r}.")
     if text_at is not None:
         return finish(
             {"all": rows}, {"all": labels}, "text", source, test_fraction, seed,
@@ -254,6 +270,48 @@ def _load_csv(
 
 
 # --------------------------------------------------------------------------- directories
+
+
+# --------------------------------------------------------------------------- text
+
+
+def _check_text_files(root: Path, source: str) -> List[str]:
+    """Refuses non-UTF-8 ``.txt`` files under ``root`` (named); returns the empty ones."""
+    bad, empty = [], []
+    for f in sorted(p for p in root.rglob("*") if p.suffix.lower() in TEXT_EXTENSIONS):
+        rel = f.relative_to(root).parts
+        if any(p.startswith(".") for p in rel) or not f.is_file():
+            continue
+        raw = f.read_bytes()
+        try:
+            if not raw.decode("utf-8-sig").strip():
+                empty.append("/".join(rel))
+        except UnicodeDecodeError as e:
+            bad.append(f"{'/'.join(rel)!r} (byte {e.start} is {raw[e.start:e.start + 1]!r})")
+    if bad:
+        raise ValueError(
+            f"{len(bad)} .txt file(s) are not UTF-8 text: {', '.join(bad[:5])}"
+            f"{' ...' if len(bad) > 5 else ''} in source={source!r}. Re-save them as "
+            "UTF-8 (e.g. iconv -f latin1 -t utf-8) or remove them.")
+    return empty
+
+
+def _without_empty_texts(data: SplitData, root: Path, source: str, empty_files: Sequence[str],
+                        test_fraction, seed, sequence_length, max_tokens) -> SplitData:
+    """A text folder's ``data`` drawn again without its empty texts (counted, warned)."""
+    keep = {s: [bool(t.strip()) for t in getattr(data, f"texts_{s}")] for s in ("train", "test")}
+    dropped = sum(k.count(False) for k in keep.values())
+    if not dropped:
+        return data
+    logger.warning("Skipped %d empty text file(s) (%s%s) in %s.", dropped, ", ".join(
+        empty_files[:5]), " ..." if len(empty_files) > 5 else "", source)
+    texts = {s: [t for t, ok in zip(getattr(data, f"texts_{s}"), keep[s]) if ok] for s in keep}
+    labels = {s: getattr(data, f"y_{s}")[np.asarray(keep[s], bool)].tolist() for s in keep}
+    if not ((root / "train").is_dir() and (root / "test").is_dir()):  # split here: split again
+        texts = {"all": texts["train"] + texts["test"]}
+        labels = {"all": labels["train"] + labels["test"]}
+    return finish(texts, labels, "text", source, test_fraction, seed, sequence_length, max_tokens,
+                  class_names=data.class_names)
 
 
 # --------------------------------------------------------------------------- entry point
@@ -270,6 +328,7 @@ def load_files(
     color_mode: str = "grayscale",
     sequence_length: int = 64,
     max_tokens: int = 20000,
+    wordpiece=None,
 ) -> SplitData:
     """Loads a user's data set from a ``.npz`` file, a ``.csv`` file or a directory.
 
@@ -297,11 +356,18 @@ def load_files(
             images.
         sequence_length: int. Token ids per text example; longer texts are truncated, shorter
             ones padded with 0.
-        max_tokens: int. Vocabulary size, padding and ``[UNK]`` included (>= 3).
+        max_tokens: int. Vocabulary size, padding and ``[UNK]`` included (>= 3); unused with
+            ``wordpiece``.
+        wordpiece: None, a ``vocab.txt`` file, a BERT preset folder (``vocab.txt`` inside, or
+            what ``keras_hub.models.BertTokenizer.from_preset`` loads) or a
+            :class:`~kdkeras.data.wordpiece.WordPieceEncoder`. Text only: encode with that
+            WordPiece vocabulary (a teacher's) instead of a word-level one built here;
+            ``sequence_length`` (>= 3) then counts ``[CLS]`` and ``[SEP]``.
 
     Returns:
         SplitData: the train and test arrays, ``class_names``, ``kind`` (``"images"``,
-        ``"features"`` or ``"text"``) and, for text, the raw texts and the vocabulary.
+        ``"features"`` or ``"text"``) and, for text, the raw texts and the vocabulary (with
+        ``wordpiece``: also ``tokenizer``, the ``describe()`` dict, and ``truncated``).
 
     Raises:
         FileNotFoundError: ``source`` does not exist.
@@ -309,7 +375,8 @@ def load_files(
             ``label_column`` or with a non-numeric feature cell, fewer than 2 classes, a class
             folder without usable files, images mixed with text, or a bad argument
             (``test_fraction``, ``color_mode``, ``image_size``, ``sequence_length``,
-            ``max_tokens``).
+            ``max_tokens``), a non-UTF-8 ``.txt`` file (named), ``wordpiece`` with images or
+            features, a WordPiece vocabulary without ``[CLS] [SEP] [PAD] [UNK]``.
         TypeError: ``source`` is not a path.
 
     Example:
@@ -338,13 +405,30 @@ def load_files(
         ) from e
     src = str(path)
     if not path.exists():
-        raise FileNotFoundError(
-            f"Data source not found. Received: source={src!r}. Pass {_SUPPORTED}."
-        )
+        raise FileNotFoundError(f"Data source not found. Received: source={src!r}. Pass "
+                                f"{_SUPPORTED}.")
+    encoder = None if wordpiece is None else load_encoder(wordpiece)
+    check_int(sequence_length, "sequence_length", 1 if encoder is None else 3)
+    # Non-UTF-8 .txt files are refused here, before any is read (named in the error).
+    empty_files = _check_text_files(path, src) if path.is_dir() else []
+    data = _load(path, src, test_fraction, seed, label_column, text_column, size, color_mode,
+                 sequence_length, max_tokens)
+    if data.kind != "text":
+        if encoder is not None:
+            raise ValueError(
+                f"wordpiece= encodes text, but source={src!r} holds {data.kind}. Drop "
+                "wordpiece=, or give a CSV with a text column or a folder of .txt files.")
+        return data
+    data = _without_empty_texts(data, path, src, empty_files, test_fraction, seed,
+                                sequence_length, max_tokens)
+    return data if encoder is None else encode_split(data, encoder, sequence_length)
+
+
+def _load(path: Path, src: str, test_fraction, seed, label_column, text_column, size,
+          color_mode, sequence_length, max_tokens) -> SplitData:
     if path.is_dir():
-        return load_directory(
-            path, src, test_fraction, seed, size, color_mode, sequence_length, max_tokens
-        )
+        return load_directory(path, src, test_fraction, seed, size, color_mode, sequence_length,
+                              max_tokens)
     ext = path.suffix.lower()
     if ext == ".npz":
         return _load_npz(src, test_fraction, seed)

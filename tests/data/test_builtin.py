@@ -85,7 +85,7 @@ def test_digits_split_is_stratified_and_deterministic():
 
 
 def test_dataset_registry():
-    assert data.DATASETS.names() == ["digits", "fashion_mnist"]
+    assert data.DATASETS.names() == ["digits", "fashion_mnist", "tweets"]
     with pytest.raises(ValueError, match="Unknown dataset 'fashion'. Did you mean 'fashion_mnist'"):
         data.DATASETS.get("fashion")
     assert len(data.class_names("fashion_mnist")) == 10

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from kdkeras.data import SplitData, load_files, tokenize
+from kdkeras.data import SplitData, WordPieceEncoder, load_files, tokenize
 
 
 def write_csv(path, header, rows):
@@ -196,14 +196,92 @@ def test_train_test_folders_are_the_split(tmp_path):
 
 
 def test_text_folders(tmp_path):
-    for cls, text in (("ham", "hello friend"), ("spam", "win money now")):
+    for cls, text in (("ham", "hello friend"), ("spam", "win money now \u00e9")):
         (tmp_path / cls).mkdir()
         for i in range(4):
-            (tmp_path / cls / f"{i}.txt").write_bytes(text.encode() + b" \xff")
+            (tmp_path / cls / f"{i}.txt").write_bytes(text.encode())
     d = load_files(tmp_path, sequence_length=4, test_fraction=0.5)
     assert d.kind == "text" and d.class_names == ["ham", "spam"]
-    assert d.x_train.shape == (4, 4) and "\ufffd" in d.texts_train[0]  # errors="replace"
+    assert d.x_train.shape == (4, 4) and d.tokenizer is None and d.truncated is None
     assert np.bincount(d.y_test).tolist() == [2, 2]
+    assert sorted(set(d.texts_train)) == ["hello friend", "win money now \u00e9"]
+
+
+def test_a_non_utf8_txt_file_is_refused_by_name(tmp_path):
+    for cls in ("ham", "spam"):
+        (tmp_path / cls).mkdir()
+        for i in range(3):
+            (tmp_path / cls / f"{i}.txt").write_text(f"{cls} text {i}")
+    (tmp_path / "spam" / "1.txt").write_bytes(b"caf\xe9 latin-1")
+    with pytest.raises(ValueError, match=r"1 \.txt file\(s\) are not UTF-8 text: 'spam/1\.txt' "
+                                         r"\(byte 3 is b'\\xe9'\).*iconv"):
+        load_files(tmp_path)
+
+
+def test_empty_txt_files_are_skipped_counted_and_named(tmp_path, caplog):
+    for cls in ("ham", "spam"):
+        (tmp_path / cls).mkdir()
+        for i in range(4):
+            (tmp_path / cls / f"{i}.txt").write_text(f"{cls} text {i}")
+    (tmp_path / "ham" / "0.txt").write_text("")
+    (tmp_path / "spam" / "3.txt").write_text(" \n\t")
+    with caplog.at_level(logging.WARNING, logger="kdkeras.data"):
+        d = load_files(tmp_path, test_fraction=0.25)
+    assert len(d.x_train) + len(d.x_test) == 6
+    assert all(t.strip() for t in d.texts_train + d.texts_test)
+    assert len(d.texts_train) == len(d.x_train) == len(d.y_train)
+    assert "Skipped 2 empty text file(s) (ham/0.txt, spam/3.txt)" in caplog.text
+    assert (len(d.x_train), len(d.x_test)) == (4, 2)  # split drawn on the 6 kept
+
+
+WORDPIECE = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "good", "bad", "movie", "##s", "!", "very"]
+
+
+def test_csv_text_with_a_wordpiece_vocabulary(tmp_path, caplog):
+    (tmp_path / "vocab.txt").write_text("\n".join(WORDPIECE), encoding="utf-8")
+    rows = [["good movies !", "pos"], ["bad movie", "neg"]] * 4 + [["very very very good", "pos"],
+                                                                  ["very bad movie !", "neg"],
+                                                                  ["  ", "neg"]]
+    path = write_csv(tmp_path / "t.csv", ["text", "label"], rows)
+    with caplog.at_level(logging.WARNING, logger="kdkeras.data"):
+        d = load_files(path, sequence_length=5, test_fraction=0.3, wordpiece=tmp_path / "vocab.txt")
+    assert "Skipped 1 CSV row(s) with an empty text (rows 12)" in caplog.text
+    assert len(d.x_train) + len(d.x_test) == 10 and d.x_train.shape[1] == 5
+    assert d.vocabulary == WORDPIECE and d.tokenizer["max_length"] == 5
+    texts, ids = d.texts_train + d.texts_test, np.concatenate([d.x_train, d.x_test])
+    assert ids[texts.index("good movies !")].tolist() == [2, 4, 6, 7, 3]   # cut: 4 pieces
+    assert ids[texts.index("bad movie")].tolist() == [2, 5, 6, 3, 0]
+    assert d.truncated == 4 + 2                   # 4x "good movies !", the two long ones
+    word = load_files(path, sequence_length=5, test_fraction=0.3)   # default: word-level
+    assert word.vocabulary[:2] == ["", "[UNK]"] and word.tokenizer is None
+    np.testing.assert_array_equal(word.y_train, d.y_train)
+
+
+def test_text_folder_with_a_wordpiece_preset_folder(tmp_path):
+    preset = tmp_path / "preset"
+    preset.mkdir()
+    (preset / "vocab.txt").write_text("\n".join(WORDPIECE), encoding="utf-8")
+    for cls, text in (("neg", "Bad movie!"), ("pos", "GOOD movies")):
+        (tmp_path / "d" / cls).mkdir(parents=True)
+        for i in range(3):
+            (tmp_path / "d" / cls / f"{i}.txt").write_text(text)
+    d = load_files(tmp_path / "d", wordpiece=preset, sequence_length=8, test_fraction=0.34)
+    assert d.kind == "text" and d.truncated == 0 and d.tokenizer["type"] == "wordpiece"
+    rows = {tuple(r) for r in np.concatenate([d.x_train, d.x_test]).tolist()}
+    assert rows == {(2, 5, 6, 8, 3, 0, 0, 0), (2, 4, 6, 7, 3, 0, 0, 0)}
+
+
+def test_wordpiece_bad_uses_are_refused(tmp_path, xy_npz):
+    (tmp_path / "vocab.txt").write_text("\n".join(WORDPIECE[1:]), encoding="utf-8")
+    path = write_csv(tmp_path / "t.csv", ["text", "label"], [["good", "a"], ["bad", "b"]] * 3)
+    with pytest.raises(ValueError, match=r"lacks the special token\(s\) \['\[PAD\]'\]"):
+        load_files(path, wordpiece=tmp_path / "vocab.txt")
+    with pytest.raises(ValueError, match=r"wordpiece= encodes text, but source=.*holds features"):
+        load_files(xy_npz, wordpiece=WordPieceEncoder(WORDPIECE))
+    with pytest.raises(FileNotFoundError, match=r"vocabulary not found.*nothing/vocab\.txt"):
+        load_files(path, wordpiece=tmp_path / "nothing" / "vocab.txt")
+    with pytest.raises(ValueError, match="sequence_length must be an integer >= 3"):
+        load_files(path, wordpiece=WordPieceEncoder(WORDPIECE), sequence_length=2)
 
 
 def test_unsupported_files_are_ignored_with_a_warning(image_dir, caplog):
