@@ -21,8 +21,16 @@ from kdkeras.distill import (  # noqa: E402
     TrainingDivergedError,
     cache_teacher_logits,
     load_teacher_logits,
+    transformer_hints,
 )
-from kdkeras.models import build_cnn_student, build_cnn_teacher, build_mlp_student  # noqa: E402
+from kdkeras.models import (  # noqa: E402
+    build_bert_classifier,
+    build_cnn_student,
+    build_cnn_teacher,
+    build_mlp_student,
+    build_transformer_student,
+    init_from_teacher,
+)
 from kdkeras import compress  # noqa: E402
 from kdkeras.compress import cluster, prune, quantize_aware, sparsity_report, strip  # noqa: E402
 from kdkeras import export  # noqa: E402
@@ -48,6 +56,10 @@ __all__ = [
     "build_cnn_teacher",
     "build_cnn_student",
     "build_mlp_student",
+    "build_transformer_student",
+    "build_bert_classifier",
+    "init_from_teacher",
+    "transformer_hints",
     "compress",
     "prune",
     "strip",

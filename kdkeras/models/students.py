@@ -319,3 +319,49 @@ def build_text_student(
     x = keras.layers.GlobalAveragePooling1D(name="pool")(x)
     outputs = keras.layers.Dense(num_classes, name="output")(x)
     return keras.Model(inputs, outputs, name=name)
+
+
+@BUILDERS.register("bigru")
+def build_bigru_student(
+    input_shape: Sequence[int] = (64,),
+    num_classes: int = 2,
+    vocab_size: int = 30522,
+    embed_dim: int = 64,
+    hidden: int = 64,
+    dropout: float = 0.1,
+    name: str = "bigru_student",
+) -> keras.Model:
+    """A bidirectional-GRU text student: Embedding (padding id 0 masked), BiGRU, Dense logits.
+
+    Inputs are ``int32`` token ids ``(N, sequence_length)`` (the teacher's WordPiece ids). The
+    GRUs are unrolled over the fixed length, which lets TFLite convert them (a GRU loop needs
+    TensorList ops the converter cannot lower). TF-MOT prunes the embedding and the logits,
+    not the ``Bidirectional`` wrapper's kernels.
+
+    Args:
+        input_shape: Sequence[int]. ``(sequence_length,)``.
+        num_classes: int. Number of classes (>= 2).
+        vocab_size: int. Size of the vocabulary, padding included.
+        embed_dim: int. Embedding width.
+        hidden: int. GRU units per direction.
+        dropout: float. Dropout before the logits.
+        name: str. Model name.
+
+    Returns:
+        An uncompiled tf-keras model with logits from a ``Dense`` named ``"output"``.
+
+    Raises:
+        ValueError: a non-1-D ``input_shape``, ``num_classes < 2`` or ``vocab_size < 3``.
+
+    Example:
+
+    >>> build_bigru_student((16,), 3, vocab_size=1000, embed_dim=8, hidden=8).count_params()
+    8915
+    """
+    shape, num_classes, vocab_size = _text_input(input_shape, num_classes, vocab_size)
+    inputs = keras.Input(shape, dtype="int32")
+    x = keras.layers.Embedding(vocab_size, int(embed_dim), mask_zero=True, name="embedding")(inputs)
+    x = keras.layers.Bidirectional(keras.layers.GRU(int(hidden), unroll=True), name="bigru")(x)
+    x = keras.layers.Dropout(float(dropout), name="dropout")(x)
+    outputs = keras.layers.Dense(num_classes, name="output")(x)
+    return keras.Model(inputs, outputs, name=name)

@@ -1,0 +1,94 @@
+"""Keep feature probes in a functional model: :func:`anchor` and its :class:`Anchor` layer.
+
+A functional model (tf-keras and Keras 3 alike) keeps only the layers its outputs depend on.
+A transformer block's attention probabilities and value projection do not lead to its output,
+so named probes on them (``attention_{i}``, ``values_{i}``, read by
+:func:`kdkeras.distill.transformer_hints`) would be dropped. ``anchor(x, *features)`` returns
+``x`` unchanged through a layer that also takes ``features``: the probes become ancestors of
+the output at no cost (the layer ignores them; TFLite conversion drops the unused branches).
+
+Example:
+
+>>> import numpy as np, tf_keras as keras
+>>> ids = keras.Input((4,))
+>>> probe = keras.layers.Activation("linear", name="probe")(ids * 2.0)
+>>> model = keras.Model(ids, anchor(keras.layers.Dense(1, name="out")(ids), probe))
+>>> "probe" in [layer.name for layer in model.layers]
+True
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import tf_keras as keras
+
+__all__ = ["Anchor", "anchor", "keras3_anchor_class"]
+
+
+@keras.utils.register_keras_serializable(package="kdkeras")
+class Anchor(keras.layers.Layer):
+    """``[x, *features] -> x``: a no-op that keeps ``features``' layers in a tf-keras model.
+
+    The Keras mask of ``x`` passes through; the features' masks are dropped.
+    """
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
+
+    def call(self, inputs):
+        return inputs[0]
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def compute_mask(self, inputs, mask=None):
+        return mask[0] if isinstance(mask, (list, tuple)) else mask
+
+
+_KERAS3 = []
+
+
+def keras3_anchor_class():
+    """The Keras 3 twin of :class:`Anchor`, for Keras 3 models such as keras-hub teachers
+    (defined on first use, registered as ``kdkeras>Anchor`` in Keras 3's registry)."""
+    if not _KERAS3:
+        import keras as keras3
+
+        @keras3.saving.register_keras_serializable(package="kdkeras", name="Anchor")
+        class Keras3Anchor(keras3.layers.Layer):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.supports_masking = True
+
+            def call(self, inputs):
+                return inputs[0]
+
+            def compute_output_shape(self, input_shape):
+                return tuple(input_shape[0])
+
+            def compute_mask(self, inputs, mask=None):
+                return mask[0] if isinstance(mask, (list, tuple)) else mask
+
+        _KERAS3.append(Keras3Anchor)
+    return _KERAS3[0]
+
+
+def anchor(x, *features, name: Optional[str] = None):
+    """Returns ``x`` unchanged, through an :class:`Anchor` that also takes ``features``, so the
+    layers producing them stay in the functional model.
+
+    Args:
+        x: a symbolic tensor (tf-keras or Keras 3) that leads to the model's output.
+        *features: symbolic tensors of the same Keras, e.g. an ``attention_{i}`` probe's output.
+        name: str or None. Name of the anchor layer (e.g. ``"hidden_0"``: the block output).
+
+    Returns:
+        The anchored tensor (``x`` itself when there are no features and no name).
+    """
+    if not features and name is None:
+        return x
+    keras3_tensor = type(x).__module__.split(".")[0] == "keras"  # tf-keras tensors: "tf_keras"
+    cls = keras3_anchor_class() if keras3_tensor else Anchor
+    return cls(name=name)([x, *features])
