@@ -6,7 +6,7 @@
 ['kl', 'logits_mse', 'soft_target_mse']
 """
 
-from kdkeras.distill.hints import HintLoss, feature_distance  # noqa: F401
+from kdkeras.distill.hints import HintLoss, attention_kl, feature_distance, value_relation_kl  # noqa: F401
 from kdkeras.distill.losses import (  # noqa: F401
     DISTILLATION_LOSSES,
     CallableLoss,
@@ -28,6 +28,8 @@ __all__ = [
     "soft_target_mse",
     "logits_mse",
     "feature_distance",
+    "attention_kl",
+    "value_relation_kl",
     "KLDivergence",
     "SoftTargetMSE",
     "LogitsMSE",

@@ -16,6 +16,7 @@ from kdkeras.distill.logit_cache import (
 )
 from kdkeras.distill.teachers import EnsembleTeacher, Teacher, as_teacher, load_teacher
 from kdkeras.distill.mixing import CutMix, MixUp
+from kdkeras.distill.transformer_kd import transformer_hints, uniform_layer_map
 from kdkeras.distill.view_cache import ViewCache, cache_teacher_views
 from kdkeras.distill.views import ShiftFlip
 
@@ -36,5 +37,7 @@ __all__ = [
     "CutMix",
     "ViewCache",
     "cache_teacher_views",
+    "transformer_hints",
+    "uniform_layer_map",
     "losses",
 ]

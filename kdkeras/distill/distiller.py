@@ -60,7 +60,8 @@ class Distiller(keras.Model):
             callable returning logits, a list of those (an ensemble), or None for offline
             distillation from precomputed logits.
         teacher_weights: list of floats. Ensemble weights (with a list of teachers).
-        hints: list of :class:`kdkeras.losses.HintLoss`. Intermediate-feature losses.
+        hints: list of :class:`kdkeras.losses.HintLoss`. Intermediate-feature losses
+            (:func:`kdkeras.distill.transformer_hints` builds TinyBERT/MiniLM ones).
         augment: a tf-keras preprocessing layer or model, or a function of a batch: each
             training batch is augmented once and that view goes to the teacher and the student
             alike (:mod:`kdkeras.distill.views`); needs an online teacher.
@@ -283,7 +284,8 @@ class Distiller(keras.Model):
             total = distill
         if self.hints:
             hint_total = tf.add_n(
-                [h.weight * weighted_mean(h(tf_, sf_), sw, None) for h, tf_, sf_ in zip(self.hints, t_feats, s_feats)]
+                [h.weight * weighted_mean(h(tf_, sf_, token_mask=h.input_mask(x)), sw, None)
+                 for h, tf_, sf_ in zip(self.hints, t_feats, s_feats)]
             )
             parts["hint_loss"] = hint_total
             total = total + hint_total
