@@ -4,7 +4,8 @@ Modules: :mod:`~kdkeras.export.modes` (the quantization modes, each configuring 
 :mod:`~kdkeras.export.calibration` (representative data), :mod:`~kdkeras.export.tflite`
 (conversion), :mod:`~kdkeras.export.evaluate` (accuracy of the file),
 :mod:`~kdkeras.export.bench` (latency), :mod:`~kdkeras.export.tflite_info` (contents and size),
-:mod:`~kdkeras.export.android` (an app-ready bundle).
+:mod:`~kdkeras.export.android` (an app-ready bundle), :mod:`~kdkeras.export.text` (text
+students as int32 ``ids``, ``mask``, ``segment_ids`` inputs).
 
 >>> from kdkeras.export import QUANTIZATIONS
 >>> QUANTIZATIONS.names()[:5]
@@ -20,11 +21,18 @@ from kdkeras.export.modes import (
     ConverterMode,
     QuantizationMode,
 )
+from kdkeras.export.text import TEXT_INPUTS, text_phone_model
 from kdkeras.export.tflite import check_tflite_file, convert, export_tflite, load_model
-from kdkeras.export.tflite_info import format_inspection, gzip_size, inspect_tflite
+from kdkeras.export.tflite_info import (
+    format_inspection,
+    gzip_size,
+    inspect_tflite,
+    weight_sparsity,
+)
 
 __all__ = [
     "QUANTIZATIONS",
+    "TEXT_INPUTS",
     "QuantizationMode",
     "ConverterMode",
     "AIEdgeQuantizerMode",
@@ -42,5 +50,7 @@ __all__ = [
     "load_model",
     "predict_keras",
     "predict_tflite",
+    "text_phone_model",
     "top1",
+    "weight_sparsity",
 ]

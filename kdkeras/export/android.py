@@ -1,5 +1,7 @@
 """An Android-ready bundle: ``model.tflite``, ``labels.txt`` and ``model.json``.
 
+A text model adds ``vocab.txt`` (see :func:`export_android`).
+
 ``model.json`` holds what an app needs to call the model correctly: the input tensor's shape
 and dtype, the normalization to apply to raw inputs (``input = (raw - mean) / std``), the
 quantization parameters of integer inputs/outputs (``q = round(input / scale) + zero_point``,
@@ -35,10 +37,11 @@ from kdkeras.export.evaluate import evaluate_tflite
 from kdkeras.export.modes import QuantizationMode, get_mode
 from kdkeras.export.tflite import convert
 from kdkeras.export.tflite_file import check_tflite_file
+from kdkeras.export.text import check_text_bundle, text_input_details
 from kdkeras.export.tflite_info import inspect_tflite
 
 BUNDLE_FORMAT = "kdkeras-android-bundle"
-BUNDLE_FILES = ("model.tflite", "labels.txt", "model.json")
+BUNDLE_FILES = ("model.tflite", "labels.txt", "model.json", "vocab.txt")
 
 
 def _check_labels(labels: Any) -> list:
@@ -98,8 +101,16 @@ def export_android(
     y_eval: Optional[np.ndarray] = None,
     normalization: Optional[Dict[str, Any]] = None,
     max_calibration_samples: Optional[int] = 500,
+    vocabulary: Optional[Sequence[str]] = None,
+    tokenizer: Optional[Dict[str, Any]] = None,
+    text_inputs: Optional[bool] = None,
 ) -> str:
     """Writes ``model.tflite``, ``labels.txt`` and ``model.json`` to ``out_dir``, atomically.
+
+    A text model (int32 inputs ``ids``, ``mask``, ``segment_ids``, see
+    :mod:`kdkeras.export.text`; a text student is wrapped into them) also gets ``vocab.txt``
+    (one WordPiece token per line, line index = token id) and a ``tokenizer`` section in
+    ``model.json`` saying how to tokenise exactly as in training; it has no normalization.
 
     Args:
         model: a tf-keras or Keras 3 model or a saved-model path (see ``export_tflite``), or
@@ -117,19 +128,29 @@ def export_android(
         normalization: optional ``{"mean": m, "std": s}`` (scalars or per-channel lists) with
             ``model_input = (raw - mean) / std``; default ``{"mean": 0, "std": 1}``.
         max_calibration_samples: Optional[int]. Calibration examples used at most.
+        vocabulary: list of str. The WordPiece vocabulary (index = token id); required for a
+            text model, refused otherwise.
+        tokenizer: dict. How the app tokenises, e.g. ``{"type": "wordpiece", "lowercase":
+            True, "max_length": T, "cls_id": 101, "sep_id": 102, "pad_id": 0, "unk_id": 100,
+            "vocabulary_size": 30522}`` (``SplitData.tokenizer``); required with
+            ``vocabulary``. ``vocabulary_file`` is set to ``"vocab.txt"``.
+        text_inputs: None, True or False. See ``export_tflite``.
 
     Returns:
         ``out_dir`` as a string.
 
     Raises:
         ValueError: bad labels (or a count that differs from the model's outputs), bad
-            normalization, half-given eval data, a non-bundle directory, or any
-            ``export_tflite`` error.
+            normalization, half-given eval data, a non-bundle directory, a vocabulary missing
+            for a text model (or given for another), a vocabulary whose size differs from
+            ``tokenizer["vocabulary_size"]`` or is smaller than the model's embedding table,
+            normalization given for a text model, or any ``export_tflite`` error.
     """
     import kdkeras
 
     mode = get_mode(quantization)
     labels = _check_labels(labels)
+    text_normalization = normalization
     norm = _check_normalization(normalization)
     if (x_eval is None) != (y_eval is None):
         raise ValueError(
@@ -154,7 +175,7 @@ def export_android(
     else:
         data = convert(
             model, mode, representative_data,
-            max_calibration_samples=max_calibration_samples,
+            max_calibration_samples=max_calibration_samples, text_inputs=text_inputs,
         )
     parent = os.path.dirname(os.path.abspath(out_dir))
     os.makedirs(parent, exist_ok=True)
@@ -165,6 +186,8 @@ def export_android(
         with open(tflite_path, "wb") as f:
             f.write(data)
         info = inspect_tflite(tflite_path)
+        text = text_input_details(info["inputs"]) is not None
+        tok = check_text_bundle(data, text, vocabulary, tokenizer, text_normalization)
         out = info["outputs"][0]
         num_outputs = int(np.prod(out["shape"][1:])) if len(out["shape"]) > 1 else 1
         if num_outputs != len(labels) and not (num_outputs == 1 and len(labels) == 2):
@@ -178,6 +201,9 @@ def export_android(
             evaluation = evaluate_tflite(tflite_path, x_eval, y_eval)
         with open(os.path.join(tmp, "labels.txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(labels) + "\n")
+        if text:
+            with open(os.path.join(tmp, "vocab.txt"), "w", encoding="utf-8") as f:
+                f.write("\n".join(vocabulary) + "\n")
         spec = {
             "format": BUNDLE_FORMAT,
             "format_version": 1,
@@ -204,6 +230,16 @@ def export_android(
             "gzip_bytes": info["gzip_bytes"],
             "op_counts": info["op_counts"],
         }
+        if text:
+            spec.pop("normalization")
+            spec["input"] = _tensor_entry(info["inputs"][0])
+            spec["inputs"] = [_tensor_entry(t) for t in info["inputs"]]
+            spec["vocabulary_file"] = "vocab.txt"
+            spec["tokenizer"] = tok
+            spec["preprocessing"] = (
+                "tokenise the text as tokenizer says ([CLS] wordpieces [SEP], truncated to "
+                "max_length, then pad_id); ids = token ids, mask = 1 for tokens and 0 for "
+                "padding, segment_ids = 0; all int32 of shape [1, max_length]")
         with open(os.path.join(tmp, "model.json"), "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=2)
             f.write("\n")

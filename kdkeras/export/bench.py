@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import numpy as np
 
 from kdkeras.export.evaluate import make_interpreter, quantize_input
+from kdkeras.export.text import text_feeds, text_input_details
 from kdkeras.export.tflite_file import check_tflite_file
 from kdkeras.validation import check_int
 
@@ -91,7 +92,8 @@ def benchmark_tflite(
         runs: int. Timed calls (>= 1).
         x: optional float input of shape ``(1,) + input_shape`` (default: uniform random in
             [0, 1), quantized for integer inputs). Latency of these models does not depend on
-            the values.
+            the values. A text file (inputs ``ids``, ``mask``, ``segment_ids``) takes int ids
+            ``(1, T)`` (default: all 1), mask and segment ids derived from them.
 
     Returns:
         :class:`BenchmarkResult` with ``median_ms``, ``p90_ms``, ``mean_ms``, ``min_ms``,
@@ -109,6 +111,12 @@ def benchmark_tflite(
     inputs = interp.get_input_details()
     rng = np.random.default_rng(0)
     feeds = []
+    text = text_input_details(inputs)
+    if text is not None:  # ids (given, or all 1: a valid id of any vocabulary), mask, segments
+        ids = np.ones([1] + [int(v) for v in text[0]["shape"][1:]], np.int32)
+        values = text_feeds(ids if x is None else np.asarray(x).reshape(ids.shape)).values()
+        feeds = [(d["index"], v) for d, v in zip(text, values)]
+        inputs = []
     for i, d in enumerate(inputs):
         if x is not None and i == 0:
             feeds.append((d["index"], quantize_input(np.asarray(x).reshape(d["shape"]), d)))

@@ -19,11 +19,12 @@ Example:
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import numpy as np
 
 from kdkeras.evaluation import classification_metrics
+from kdkeras.export.text import TEXT_INPUTS, text_feeds, text_input_details
 from kdkeras.export.tflite_file import check_tflite_file
 from kdkeras.models.loading import input_shapes
 from kdkeras.validation import check_int, shape_fits
@@ -76,16 +77,31 @@ def dequantize_output(q: np.ndarray, detail: Dict[str, Any]) -> np.ndarray:
     return (np.asarray(q, np.float32) - zero_point) * np.float32(scale)
 
 
+def _inputs(interp: Any) -> List[Dict[str, Any]]:
+    """The input details to feed: the single input, or ``ids``, ``mask``, ``segment_ids``."""
+    details = interp.get_input_details()
+    return text_input_details(details) or details[:1]
+
+
+def _feed(interp: Any, x: np.ndarray, resize: bool) -> None:
+    """Sets the inputs for the batch ``x`` (ids of a text file give all three inputs)."""
+    inputs = _inputs(interp)
+    values = list(text_feeds(x).values()) if len(inputs) == 3 else [x]
+    if resize:
+        for d, v in zip(inputs, values):
+            interp.resize_tensor_input(d["index"], list(v.shape), strict=False)
+        interp.allocate_tensors()
+        inputs = _inputs(interp)
+    for d, v in zip(inputs, values):
+        interp.set_tensor(d["index"], quantize_input(v, d))
+
+
 def _run_batches(path: str, x: np.ndarray, batch_size: int) -> np.ndarray:
     interp = make_interpreter(path)
-    inp = interp.get_input_details()[0]
     outs = []
     for start in range(0, len(x), batch_size):
         xb = x[start : start + batch_size]
-        interp.resize_tensor_input(inp["index"], [len(xb)] + list(xb.shape[1:]), strict=False)
-        interp.allocate_tensors()
-        inp = interp.get_input_details()[0]
-        interp.set_tensor(inp["index"], quantize_input(xb, inp))
+        _feed(interp, xb, resize=True)
         interp.invoke()
         out = interp.get_output_details()[0]
         y = dequantize_output(interp.get_tensor(out["index"]), out)
@@ -97,17 +113,13 @@ def _run_batches(path: str, x: np.ndarray, batch_size: int) -> np.ndarray:
 
 def _run_one_by_one(path: str, x: np.ndarray) -> np.ndarray:
     interp = make_interpreter(path)
-    inp = interp.get_input_details()[0]
     shape = [1] + list(x.shape[1:])
-    if list(inp["shape"]) != shape:  # dynamic non-batch axes (e.g. sequence length)
-        interp.resize_tensor_input(inp["index"], shape, strict=False)
-    interp.allocate_tensors()
-    inp = interp.get_input_details()[0]
-    out = interp.get_output_details()[0]
+    resize = list(_inputs(interp)[0]["shape"]) != shape  # dynamic non-batch axes
     outs = []
-    for xi in x:
-        interp.set_tensor(inp["index"], quantize_input(xi.reshape(shape), inp))
+    for i, xi in enumerate(x):
+        _feed(interp, xi.reshape(shape), resize=resize and i == 0)
         interp.invoke()
+        out = interp.get_output_details()[0]
         outs.append(dequantize_output(interp.get_tensor(out["index"]), out)[0])
     return np.stack(outs, axis=0)
 
@@ -115,9 +127,13 @@ def _run_one_by_one(path: str, x: np.ndarray) -> np.ndarray:
 def predict_tflite(path: str, x: np.ndarray, *, batch_size: int = 256) -> np.ndarray:
     """Float outputs of the ``.tflite`` file for float inputs ``x`` (first output tensor).
 
+    A text file (inputs ``ids``, ``mask``, ``segment_ids``, see :mod:`kdkeras.export.text`)
+    is fed from the ids array alone: ``mask = ids != 0``, ``segment_ids = 0``.
+
     Args:
         path: str. A ``.tflite`` file.
-        x: np.ndarray. Float inputs, shape ``(N,) + input_shape``.
+        x: np.ndarray. Float inputs, shape ``(N,) + input_shape`` (int ids ``(N, T)`` for a
+            text file).
         batch_size: int. Examples per interpreter call.
 
     Returns:
@@ -130,12 +146,18 @@ def predict_tflite(path: str, x: np.ndarray, *, batch_size: int = 256) -> np.nda
     check_int(batch_size, "batch_size", 1)
     interp = make_interpreter(path)
     inputs = interp.get_input_details()
-    if len(inputs) != 1:
+    if len(inputs) != 1 and text_input_details(inputs) is None:
         raise ValueError(
-            f"predict_tflite supports models with one input; this file has {len(inputs)} "
+            f"predict_tflite supports models with one input, or the text inputs "
+            f"{list(TEXT_INPUTS)}; this file has {len(inputs)} "
             f"({[d['name'] for d in inputs]}). Received: path={path!r}."
         )
+    inputs = _inputs(interp)
     x = np.asarray(x)
+    if len(inputs) == 3 and x.dtype.kind not in "iu":
+        raise ValueError(
+            f"{path!r} is a text model (inputs {list(TEXT_INPUTS)}): pass int token ids of "
+            f"shape (N, T). Received: x.dtype={x.dtype}, x.shape={x.shape}.")
     sig = inputs[0].get("shape_signature", inputs[0]["shape"])
     expected = tuple(None if int(d) < 0 else int(d) for d in sig[1:])  # None: any size
     if not shape_fits(expected, x.shape[1:]):
@@ -312,7 +334,8 @@ def evaluate_tflite(
         "confusion_matrix": metrics["confusion_matrix"],
     }
     if keras_model is not None:
-        ref = top1(predict_keras(keras_model, x.astype(np.float32), batch_size))
+        ref = top1(predict_keras(keras_model, x if x.dtype.kind in "iu" else
+                                 x.astype(np.float32), batch_size))
         keras_metrics = classification_metrics(labels, ref, classes)
         result["agreement_with_keras"] = float(np.mean(pred == ref))
         result["keras_accuracy"] = keras_metrics["accuracy"]

@@ -32,11 +32,20 @@ import os
 import tempfile
 from typing import Any, Callable, Optional, Union
 
+import numpy as np
+
 from kdkeras._io import atomic_write_bytes
 from kdkeras._keras_kind import is_keras3_model, is_tf_keras_model
 from kdkeras.export.calibration import check_inputs, representative_dataset
 from kdkeras.export.modes import QUANTIZATIONS, QuantizationMode, get_mode
 from kdkeras.export.selfcheck import MIN_AGREEMENT, check_exported
+from kdkeras.export.text import (
+    finalize_text_file,
+    resolve_text_inputs,
+    text_feeds,
+    text_phone_model,
+    text_representative_dataset,
+)
 from kdkeras.export.tflite_file import TFLITE_IDENTIFIER, check_tflite_file
 from kdkeras.models.loading import SavedModelFunction, load_model
 from kdkeras.validation import check_int
@@ -103,6 +112,7 @@ def convert(
     *,
     max_calibration_samples: Optional[int] = 500,
     min_agreement: Optional[float] = MIN_AGREEMENT,
+    text_inputs: Optional[bool] = None,
 ) -> bytes:
     """Converts ``model`` to TFLite flatbuffer bytes (no file written).
 
@@ -120,6 +130,11 @@ def convert(
             (:mod:`kdkeras.export.selfcheck`): it must load in the LiteRT interpreter, give
             finite outputs on the first calibration examples and agree with ``model``'s top-1
             on at least this share of them (None: only the loading is checked).
+        text_inputs: None, True or False. A text student (one int32 ids input ``[batch, T]``,
+            see :mod:`kdkeras.export.text`) is exported with the three int32 inputs ``ids``,
+            ``mask``, ``segment_ids`` Android text runtimes expect: automatically when None,
+            required when True, never when False (the file keeps the single ids input).
+            Its ``representative_data`` is the ids array ``(N, T)``.
 
     Returns:
         The ``.tflite`` bytes.
@@ -145,14 +160,31 @@ def convert(
         check_int(max_calibration_samples, "max_calibration_samples", 1)
     if is_pruned_model(model):
         model = _strip_pruning(model)
+    layout = resolve_text_inputs(model, text_inputs)
+    file_model, reference = model, model
+    if layout == "ids":
+        file_model = text_phone_model(model)
+    elif layout == "phone":  # already three inputs: check it through the ids array
+        reference = lambda ids: model(text_feeds(ids), training=False)  # noqa: E731
     rep = None
     if representative_data is not None:
-        rep = representative_dataset(representative_data, model, max_calibration_samples)
-    data = _convert_with(model, mode, rep, qat)
+        if layout == "phone" and not callable(representative_data):
+            representative_data = np.asarray(representative_data)
+            rep = representative_dataset([representative_data] * 3, model,
+                                         max_calibration_samples)
+        else:
+            rep = representative_dataset(representative_data, model, max_calibration_samples)
+        if layout is not None:
+            rep = text_representative_dataset(rep)
+    data = _convert_with(file_model, mode, rep, qat)
     if data[4:8] != TFLITE_IDENTIFIER:  # pragma: no cover - converter contract
         raise RuntimeError(f"The converter returned bytes that are not a TFLite file: {data[:8]!r}")
-    check_x = check_inputs(representative_data, model)
-    check_exported(data, None if min_agreement is None else model,
+    if layout is not None:
+        data = finalize_text_file(data)
+    check_x = (check_inputs(representative_data, model) if layout != "phone" else
+               None if callable(representative_data) or representative_data is None
+               else np.asarray(representative_data))
+    check_exported(data, None if min_agreement is None else reference,
                    None if min_agreement is None else check_x,
                    min_agreement=min_agreement or 0.0,
                    name=f"model {getattr(model, 'name', type(model).__name__)!r} ({mode.name})")
@@ -167,6 +199,7 @@ def export_tflite(
     *,
     max_calibration_samples: Optional[int] = 500,
     min_agreement: Optional[float] = MIN_AGREEMENT,
+    text_inputs: Optional[bool] = None,
 ) -> str:
     """Converts ``model`` and writes the ``.tflite`` file atomically.
 
@@ -182,6 +215,8 @@ def export_tflite(
         max_calibration_samples: Optional[int]. Use at most this many calibration examples.
         min_agreement: float or None. The check of the converted file, see :func:`convert`;
             a file that fails it is never written.
+        text_inputs: None, True or False. Export a text student with the int32 inputs
+            ``ids``, ``mask``, ``segment_ids`` (None: when detected), see :func:`convert`.
 
     Returns:
         ``path`` as a string.
@@ -207,6 +242,7 @@ def export_tflite(
         representative_data,
         max_calibration_samples=max_calibration_samples,
         min_agreement=min_agreement,
+        text_inputs=text_inputs,
     )
     return atomic_write_bytes(path, data)
 

@@ -77,6 +77,65 @@ def gzip_size(data: bytes) -> int:
     return len(gzip.compress(data, compresslevel=9, mtime=0))
 
 
+_WEIGHT_DTYPES = {0: np.float32, 1: np.float16, 9: np.int8, 7: np.int16}  # TensorType codes
+
+
+def _zero_points(tensor: Any, values: np.ndarray) -> Any:
+    """The stored value of 0.0 for each of ``values``: the zero point(s) of a quantized tensor
+    (per tensor, or broadcast along its quantized dimension), else 0."""
+    q = tensor.Quantization()
+    zp = q.ZeroPointAsNumpy() if q is not None and q.ZeroPointLength() else None
+    if zp is None or np.size(zp) == 0:
+        return 0
+    if np.size(zp) == 1:
+        return int(np.ravel(zp)[0])
+    shape = [int(tensor.Shape(i)) for i in range(tensor.ShapeLength())]
+    axis = int(q.QuantizedDimension())
+    bshape = [1] * len(shape)
+    bshape[axis] = -1
+    return np.broadcast_to(np.reshape(zp, bshape), shape).ravel()
+
+
+def weight_sparsity(data: bytes, min_size: int = 256) -> Dict[str, Dict[str, Any]]:
+    """Zeros in the constant weight tensors of a TFLite flatbuffer, by tensor name.
+
+    A quantized value is a zero when it equals its zero point (int8 kernels are quantized
+    symmetrically, zero point 0; tables read by a full-integer ``GATHER`` share its
+    activation's asymmetric zero point). Pruned zeros survive every mode, so this measures on
+    the file what :func:`kdkeras.compress.sparsity_report` measures on the model. Float32,
+    float16, int8 and int16 constants of at least ``min_size`` values count (smaller ones are
+    biases and shapes).
+
+    Returns:
+        dict ``{tensor name: {"size": int, "zeros": int, "sparsity": float, "dtype": str}}``.
+    """
+    from ai_edge_litert import schema_py_generated as schema
+
+    model = schema.Model.GetRootAsModel(data, 0)
+    found: Dict[str, Dict[str, Any]] = {}
+    for s in range(model.SubgraphsLength()):
+        graph = model.Subgraphs(s)
+        for t in range(graph.TensorsLength()):
+            tensor = graph.Tensors(t)
+            dtype = _WEIGHT_DTYPES.get(tensor.Type())
+            buffer = model.Buffers(tensor.Buffer()) if tensor.Buffer() else None
+            if dtype is None or buffer is None:
+                continue
+            if buffer.Offset() > 1:  # large models keep buffers after the flatbuffer
+                raw = np.frombuffer(data, np.uint8, int(buffer.Size()), int(buffer.Offset()))
+            elif buffer.DataLength():
+                raw = buffer.DataAsNumpy()
+            else:
+                continue
+            values = np.frombuffer(raw.tobytes(), dtype)
+            if values.size >= min_size:
+                zeros = int(np.sum(values == _zero_points(tensor, values)))
+                found[tensor.Name().decode()] = {
+                    "size": int(values.size), "zeros": zeros,
+                    "sparsity": zeros / values.size, "dtype": np.dtype(dtype).name}
+    return found
+
+
 def inspect_tflite(path: str) -> Dict[str, Any]:
     """Describes a ``.tflite`` file.
 
