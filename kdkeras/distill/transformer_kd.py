@@ -166,8 +166,13 @@ def _walk(model) -> Iterable:
 
 
 def _token_vocabulary_size(model) -> Optional[int]:
-    """Input size of the token embedding: the layer named ``token_embedding``, else the first
-    embedding layer; None when there is none."""
+    """The vocabulary the model's input ids come from: a token map's source vocabulary (a
+    student with a vocabulary cut takes the teacher's ids and maps them in the graph), else the
+    input size of the token embedding (the layer named ``token_embedding``, else the first
+    embedding layer); None when there is none."""
+    for layer in _walk(model):
+        if type(layer).__name__ == "TokenMap" and isinstance(getattr(layer, "vocab_size", None), int):
+            return int(layer.vocab_size)
     embeddings = [l for l in _walk(model) if "Embedding" in type(l).__name__ and (
         isinstance(getattr(l, "input_dim", None), int) or isinstance(getattr(l, "vocabulary_size", None), int))]
     named = [l for l in embeddings if l.name == "token_embedding"]

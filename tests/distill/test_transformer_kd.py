@@ -354,3 +354,14 @@ def test_tap_keeps_attention_layers_and_round_trips(tmp_path):
     x = RNG.integers(0, VOCAB, size=(2, T)).astype("int32")
     np.testing.assert_allclose(keras.models.load_model(path, safe_mode=False).predict(x, verbose=0),
                                student.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
+def test_transformer_hints_read_a_vocabulary_cut_students_source_vocabulary(teacher):
+    # A student with a vocabulary cut embeds 6 rows but takes ids of the teacher's VOCAB ids.
+    cut = kd.build_transformer_student((T,), 3, vocab_size=VOCAB, width=8, depth=2, heads=2,
+                                       token_map=[0, 1, 2, 5, 7], unk_id=1)
+    assert len(transformer_hints(teacher, cut, attention=0.0)) == 3
+    other = kd.build_transformer_student((T,), 3, vocab_size=VOCAB + 10, width=8, depth=2,
+                                         heads=2, token_map=[0, 1, 2, 5, 7], unk_id=1)
+    with pytest.raises(ValueError, match=f"has {VOCAB} ids and the student's {VOCAB + 10}"):
+        transformer_hints(teacher, other, attention=0.0)
