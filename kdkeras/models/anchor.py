@@ -21,9 +21,10 @@ from __future__ import annotations
 
 from typing import Optional
 
+import keras as keras3  # Keras 3, for keras-hub teachers
 import tf_keras as keras
 
-__all__ = ["Anchor", "anchor", "keras3_anchor_class"]
+__all__ = ["Anchor", "Keras3Anchor", "anchor"]
 
 
 @keras.utils.register_keras_serializable(package="kdkeras")
@@ -47,32 +48,23 @@ class Anchor(keras.layers.Layer):
         return mask[0] if isinstance(mask, (list, tuple)) else mask
 
 
-_KERAS3 = []
-
-
-def keras3_anchor_class():
+@keras3.saving.register_keras_serializable(package="kdkeras", name="Anchor")
+class Keras3Anchor(keras3.layers.Layer):
     """The Keras 3 twin of :class:`Anchor`, for Keras 3 models such as keras-hub teachers
-    (defined on first use, registered as ``kdkeras>Anchor`` in Keras 3's registry)."""
-    if not _KERAS3:
-        import keras as keras3
+    (registered at import, so a saved teacher loads in a fresh process)."""
 
-        @keras3.saving.register_keras_serializable(package="kdkeras", name="Anchor")
-        class Keras3Anchor(keras3.layers.Layer):
-            def __init__(self, **kwargs):
-                super().__init__(**kwargs)
-                self.supports_masking = True
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.supports_masking = True
 
-            def call(self, inputs):
-                return inputs[0]
+    def call(self, inputs):
+        return inputs[0]
 
-            def compute_output_shape(self, input_shape):
-                return tuple(input_shape[0])
+    def compute_output_shape(self, input_shape):
+        return tuple(input_shape[0])
 
-            def compute_mask(self, inputs, mask=None):
-                return mask[0] if isinstance(mask, (list, tuple)) else mask
-
-        _KERAS3.append(Keras3Anchor)
-    return _KERAS3[0]
+    def compute_mask(self, inputs, mask=None):
+        return mask[0] if isinstance(mask, (list, tuple)) else mask
 
 
 def anchor(x, *features, name: Optional[str] = None):
@@ -90,5 +82,5 @@ def anchor(x, *features, name: Optional[str] = None):
     if not features and name is None:
         return x
     keras3_tensor = type(x).__module__.split(".")[0] == "keras"  # tf-keras tensors: "tf_keras"
-    cls = keras3_anchor_class() if keras3_tensor else Anchor
+    cls = Keras3Anchor if keras3_tensor else Anchor
     return cls(name=name)([x, *features])

@@ -1,3 +1,6 @@
+import subprocess
+import sys
+
 import keras
 import keras_hub
 import numpy as np
@@ -63,6 +66,20 @@ def test_save_and_load_gives_identical_logits(tmp_path):
     loaded = keras.models.load_model(path)
     np.testing.assert_array_equal(np.asarray(loaded(IDS)), np.asarray(model(IDS)))
     assert [l.name for l in loaded.layers] == [l.name for l in model.layers]
+
+
+def test_a_saved_teacher_loads_in_a_fresh_process(tmp_path):
+    """Every custom layer of the teacher is registered when kdkeras is imported, not on first
+    use (a lazily registered layer loaded in the process that made it, and nowhere else)."""
+    model = build_bert_classifier(tiny_backbone(), 3, SEQ)
+    path = tmp_path / "t.keras"
+    model.save(path)
+    np.save(tmp_path / "ids.npy", IDS)
+    code = ("import sys, numpy as np, keras, kdkeras; "
+            f"m = keras.saving.load_model({str(path)!r}); "
+            f"np.save({str(tmp_path / 'out.npy')!r}, np.asarray(m(np.load({str(tmp_path / 'ids.npy')!r}))))")
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=300)
+    np.testing.assert_allclose(np.load(tmp_path / "out.npy"), np.asarray(model(IDS)), atol=1e-6)
 
 
 def test_private_keras_hub_api_is_where_kdkeras_expects_it():
