@@ -77,6 +77,34 @@ def _supported(layer, registry) -> bool:
         return False
 
 
+class _SupportedByBoth(_qk.QuantizeScheme):
+    """``scheme`` whose registry supports a layer only when the plain 8-bit registry does too.
+
+    TF-MOT's prune- and cluster-preserving registries call every weight-free layer supported
+    and then have no config for a custom one (a padding mask, a probe): ``quantize_apply``
+    asks them for the output quantization of such a layer when it feeds a quantized one and
+    fails. With this scheme that layer stays float, as it does under the plain scheme.
+    """
+
+    def __init__(self, scheme, plain):
+        self._scheme, self._plain = scheme, plain
+
+    def get_layout_transformer(self):
+        return self._scheme.get_layout_transformer()
+
+    def get_quantize_registry(self):
+        inner, plain = self._scheme.get_quantize_registry(), self._plain
+
+        class Registry(_qk.QuantizeRegistry):
+            def supports(self, layer):
+                return _supported(layer, inner) and _supported(layer, plain)
+
+            def get_quantize_config(self, layer):
+                return inner.get_quantize_config(layer)
+
+        return Registry()
+
+
 def quantize_aware(model: keras.Model, preserve_sparsity: bool = False,
                    preserve_clusters: bool = False) -> keras.Model:
     """Returns a quantization-aware-training copy of ``model`` (int8 fake-quant).
@@ -154,7 +182,7 @@ def quantize_aware(model: keras.Model, preserve_sparsity: bool = False,
 
     annotated = clone_layers(work, _annotate)
     with _qk.quantize_scope():
-        qat = _qk.quantize_apply(annotated, scheme=scheme)
+        qat = _qk.quantize_apply(annotated, scheme=_SupportedByBoth(scheme, plain))
     if preserve_sparsity or preserve_clusters:
         _freeze_float_layers(qat, keep_float, preserve_sparsity, preserve_clusters)
     return qat

@@ -39,10 +39,12 @@ class Anchor(keras.layers.Layer):
         self.supports_masking = True
 
     def call(self, inputs):
-        return inputs[0]
+        # A one-element list may come back as the bare tensor when Keras rebuilds the graph
+        # (clone_model, from_config): then it *is* x, not a list to index.
+        return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
 
     def compute_output_shape(self, input_shape):
-        return input_shape[0]
+        return input_shape[0] if isinstance(input_shape, list) else input_shape
 
     def compute_mask(self, inputs, mask=None):
         return mask[0] if isinstance(mask, (list, tuple)) else mask
@@ -58,10 +60,11 @@ class Keras3Anchor(keras3.layers.Layer):
         self.supports_masking = True
 
     def call(self, inputs):
-        return inputs[0]
+        return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
 
     def compute_output_shape(self, input_shape):
-        return tuple(input_shape[0])
+        nested = isinstance(input_shape, list) and isinstance(input_shape[0], (list, tuple))
+        return tuple(input_shape[0]) if nested else tuple(input_shape)
 
     def compute_mask(self, inputs, mask=None):
         return mask[0] if isinstance(mask, (list, tuple)) else mask

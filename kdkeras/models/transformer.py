@@ -306,7 +306,7 @@ def build_transformer_student(
     x = keras.layers.Add(name="embeddings_add")([x, positions])
     x = keras.layers.LayerNormalization(epsilon=1e-12, name="embeddings_layer_norm")(x)
     x = keras.layers.Dropout(dropout, name="embeddings_dropout")(x)
-    x = keras.layers.Activation("linear", name="embeddings")(x)
+    x = anchor(x, name="embeddings")  # named probes: weight-free, so they stay float under QAT
     for i in range(depth):
         attended, scores, values = AttentionWithValues(
             heads, width // heads, dropout=dropout, name=f"self_attention_{i}")(
@@ -320,8 +320,8 @@ def build_transformer_student(
         h = keras.layers.Dropout(dropout, name=f"ffn_dropout_{i}")(h)
         x = keras.layers.Add(name=f"ffn_add_{i}")([x, h])
         x = keras.layers.LayerNormalization(epsilon=1e-12, name=f"ffn_layer_norm_{i}")(x)
-        scores = keras.layers.Activation("linear", name=f"attention_{i}")(scores)
-        values = keras.layers.Activation("linear", name=f"values_{i}")(values)
+        scores = anchor(scores, name=f"attention_{i}")
+        values = anchor(values, name=f"values_{i}")
         x = anchor(x, scores, values, name=f"hidden_{i}")
     x = MaskedMeanPooling(name="pool")([x, mask])
     x = keras.layers.Dropout(dropout, name="pool_dropout")(x)

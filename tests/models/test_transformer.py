@@ -5,6 +5,7 @@ import tensorflow as tf
 import kdkeras as kd
 from kdkeras.compress import ensure_pruning_callbacks, prune, strip
 from kdkeras.compress.pruning import PruneLowMagnitude
+from kdkeras.compress.quantization import float_layers
 from kdkeras.distill.teachers import feature_model
 from kdkeras.models import BUILDERS
 from kdkeras.models.transformer import (
@@ -147,6 +148,32 @@ def test_pruning_wraps_every_dense_embedding_and_attention_and_still_trains(seed
     assert abs((kernel == 0).mean() - 0.5) < 0.05
     values = feature_model(small, ["values_0"], "student")(x[:2])[1]
     assert values.shape == (2, SEQ, 16)
+
+
+def test_clones_and_takes_quantization_aware_training(seed):
+    """QAT annotates the Dense layers and leaves attention, LayerNorm, embeddings and the named
+    probes float; the probes survive the graph rebuild (a one-input probe once sliced the batch
+    when Keras handed it back the bare tensor)."""
+    model = tiny()
+    x, y = toy_ids()
+    clone = kd.keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    np.testing.assert_array_equal(clone.predict(x, verbose=0), model.predict(x, verbose=0))
+    qat = kd.quantize_aware(model)
+    quantized = {l.layer.name for l in qat.layers if hasattr(l, "quantize_config")}
+    assert {"intermediate_0", "ffn_output_1", "output"} <= quantized
+    assert not quantized & {"self_attention_0", "attention_layer_norm_0", "attention_0"}
+    assert "self_attention_0" in float_layers(qat)
+    qat.compile(kd.keras.optimizers.Adam(1e-2),
+                kd.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    history = qat.fit(x, y, epochs=6, batch_size=16, verbose=0)
+    assert history.history["loss"][-1] < history.history["loss"][0]
+    # prune-preserving QAT: TF-MOT's PQAT registry calls the weight-free custom layers
+    # supported and then has no config for them; they must stay float instead of failing.
+    pqat = kd.quantize_aware(strip(prune(model, 0.5, schedule="constant", frequency=1)),
+                             preserve_sparsity=True)
+    assert {l.layer.name for l in pqat.layers if hasattr(l, "quantize_config")} == quantized
+    assert "padding_mask" in float_layers(pqat)
 
 
 def test_converts_to_tflite_and_matches_keras(tmp_path, seed):
