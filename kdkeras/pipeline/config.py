@@ -22,6 +22,7 @@ except ImportError:  # Python 3.10
 from kdkeras import data as kd_data
 from kdkeras.validation import check_alpha, check_number, check_temperature
 from kdkeras.models import BUILDERS
+from kdkeras.models.bert import is_backbone_preset
 
 
 def _key(default, doc: str):
@@ -42,7 +43,7 @@ MAX_SEED = 2**31 - 1
 class DataConfig:
     """``[data]``: where the examples come from."""
 
-    source: str = _key("fashion_mnist", "built-in data set (fashion_mnist, digits) or a path "
+    source: str = _key("fashion_mnist", "built-in data set (fashion_mnist, digits, tweets) or a path "
                        "(relative to this file): a .npz file (x_train/y_train/x_test/y_test or "
                        "x/y), a .csv file, a folder of class sub-folders of images or .txt files")
     n_train: int = _key(0, "training examples used, a random subset (0: all)")
@@ -58,8 +59,14 @@ class DataConfig:
     text_column: str = _key("text", "CSV: the column holding the text (if present: a text data set)")
     image_size: List[int] = _key([28, 28], "image folder: every image is resized to [height, width]")
     color_mode: str = _key("grayscale", "image folder: grayscale or rgb")
-    sequence_length: int = _key(64, "text: tokens per example (padded or cut)")
+    sequence_length: int = _key(64, "text: tokens per example (padded or cut; WordPiece: "
+                                "[CLS] and [SEP] included; cut texts are counted in the report)")
     max_tokens: int = _key(20000, "text: vocabulary size, built from the training split")
+    wordpiece: str = _key("", "text: encode with this WordPiece vocabulary (a vocab.txt file, or a "
+                          "preset folder holding one) instead of a word vocabulary built from "
+                          "the training split; \"\" = automatic: the teacher's own vocab.txt "
+                          "when teacher.path is a preset folder that has one or teacher.builder "
+                          "= \"bert\", else word-level (the tweets built-in: MiniLM's)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,12 +74,18 @@ class TeacherConfig:
     """``[teacher]``: build and train one, or load one."""
 
     builder: str = _key(AUTO, "model builder (auto: resnet_teacher for images, text_teacher "
-                        "for text, a 2x256 mlp for features)")
+                        "for word-level text, bert (MiniLM fine-tuned) for WordPiece text, a "
+                        "2x256 mlp for features)")
     kwargs: Dict[str, Any] = _key({}, "extra arguments of the builder, e.g. {filters = [32, 64]}")
-    path: str = _key("", "load this .keras / .h5 file, SavedModel folder or keras-hub preset "
-                     "folder instead of training a teacher")
-    epochs: int = _key(3, "training epochs (hard labels, Adam)")
-    learning_rate: float = _key(3e-3, "Adam learning rate (the peak, with the cosine schedule)")
+    path: str = _key("", "load this .keras / .h5 file, SavedModel folder or keras-hub "
+                     "classifier (task) preset folder instead of training a teacher; a "
+                     "BERT-family BACKBONE preset folder (keras-hub, or a Hugging Face folder "
+                     "such as MiniLM's) is fine-tuned here with a classification head instead")
+    epochs: int = _key(3, "training epochs (hard labels; Adam, or AdamW when fine-tuning a "
+                       "pretrained backbone)")
+    learning_rate: float = _key(0.0, "peak learning rate (with the cosine schedule); 0: "
+                                "automatic, 3e-3 for a teacher trained from scratch, 5e-5 "
+                                "for fine-tuning a pretrained backbone (3e-3 would ruin it)")
     schedule: str = _key("cosine", "learning-rate schedule: cosine (5% linear warm-up, then "
                          "cosine decay to 0) or constant")
 
@@ -81,11 +94,16 @@ class TeacherConfig:
 class StudentConfig:
     """``[student]``: the small model."""
 
-    builder: str = _key(AUTO, "model builder (auto: cnn for images, text for text, a 32-unit mlp "
-                        "for features)")
+    builder: str = _key(AUTO, "model builder (auto: cnn for images, text for word-level text, "
+                        "transformer for WordPiece text, a 32-unit mlp for features)")
     kwargs: Dict[str, Any] = _key({}, "extra arguments of the builder, e.g. {hidden = [64]} for mlp")
     path: str = _key("", "start from this saved .keras / .h5 model (its weights too) instead of "
                      "a builder")
+    vocabulary_cut: bool = _key(False, "text, builders taking token_map (transformer): embed "
+                                "only the token ids the training split uses (plus padding, "
+                                "[UNK], [CLS], [SEP]); other ids become [UNK] inside the model, "
+                                "so the app keeps the full vocab.txt. Shrinks the 30,522-row "
+                                "embedding of a small student")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +257,7 @@ class RunConfig:
         for where, value in (("teacher.path", t.path), ("student.path", s.path)):
             if value and not Path(value).exists():
                 raise FileNotFoundError(f"{where} does not exist. Received: {where}={value!r}")
+        self._check_text(d, t)
         for where, builder in (("teacher.builder", t.builder), ("student.builder", s.builder)):
             if builder != AUTO:
                 try:
@@ -250,7 +269,6 @@ class RunConfig:
                     "qat.epochs": self.qat.epochs, "data.sequence_length": d.sequence_length,
                     "data.max_tokens": d.max_tokens, "verify.latency_runs": self.verify.latency_runs,
                     "export.calibration_samples": self.export.calibration_samples,
-                    "teacher.learning_rate": t.learning_rate,
                     "distill.learning_rate": self.distill.learning_rate,
                     "prune.learning_rate": self.prune.learning_rate,
                     "qat.learning_rate": self.qat.learning_rate}
@@ -263,6 +281,7 @@ class RunConfig:
                              ("min_steps", self.min_steps)):
             check_number(value, where, low=0)  # 0: all, for the sizes
         check_number(d.labels, "data.labels", low=0)
+        check_number(t.learning_rate, "teacher.learning_rate", low=0)  # 0: automatic
         if d.labels > 1 and not float(d.labels).is_integer():
             raise ValueError(f"data.labels above 1 is a count of labels and must be whole. "
                              f"Received: data.labels={d.labels}")
@@ -289,6 +308,31 @@ class RunConfig:
                 "Stage 'verify' needs stage 'export', which is disabled (export.enabled = false). "
                 "Set export.enabled = true, or verify.enabled = false."
             )
+
+    @staticmethod
+    def _check_text(d: DataConfig, t: TeacherConfig) -> None:
+        """``data.wordpiece`` and a backbone ``teacher.path``, checked before anything loads."""
+        if d.wordpiece:
+            if not Path(d.wordpiece).exists():
+                raise FileNotFoundError(
+                    f"data.wordpiece does not exist. Received: data.wordpiece={d.wordpiece!r}. "
+                    "Give a vocab.txt file (one WordPiece token per line) or a preset folder "
+                    "holding one, or \"\" for automatic.")
+            if d.source in kd_data.DATASETS and not builtin_takes(d.source, "wordpiece"):
+                raise ValueError(
+                    f"data.wordpiece encodes text, but the built-in data set {d.source!r} holds "
+                    f"no text. Received: data.wordpiece={d.wordpiece!r}. Leave it \"\", or use "
+                    "a text source (tweets, a CSV with a text column, a folder of .txt files).")
+        if t.path and is_backbone_preset(t.path) and t.builder not in (AUTO, "bert"):
+            raise ValueError(
+                f"teacher.path is a backbone preset folder, fine-tuned with the 'bert' builder, "
+                f"but teacher.builder = {t.builder!r}. Received: teacher.path={t.path!r}. Set "
+                "teacher.builder = \"auto\" (or \"bert\"), or give a trained teacher file.")
+        if t.path and is_backbone_preset(t.path) and "preset" in t.kwargs:
+            raise ValueError(
+                "teacher.kwargs.preset and teacher.path both name the backbone to fine-tune. "
+                f"Received: teacher.path={t.path!r}, teacher.kwargs.preset="
+                f"{t.kwargs['preset']!r}. Keep one.")
 
     # ------------------------------------------------------------------ building
     @classmethod
@@ -319,7 +363,8 @@ class RunConfig:
                 values = tomllib.load(f)
         except tomllib.TOMLDecodeError as e:
             raise ValueError(f"Config file {path} is not valid TOML: {e}") from None
-        for section, key in (("data", "source"), ("teacher", "path"), ("student", "path")):
+        for section, key in (("data", "source"), ("data", "wordpiece"), ("teacher", "path"),
+                             ("student", "path")):
             value = values.get(section, {}).get(key) if isinstance(values.get(section), dict) else None
             if isinstance(value, str) and value and not (section == "data" and value in
                                                          kd_data.DATASETS):
@@ -350,6 +395,13 @@ class RunConfig:
             qat={"epochs": 1},
             verify={"latency_runs": min(self.verify.latency_runs, 50)},
         )
+
+
+def builtin_takes(name: str, option: str) -> bool:
+    """Whether the loader of the built-in data set ``name`` takes the argument ``option``."""
+    import inspect
+
+    return option in inspect.signature(kd_data.DATASETS.get(name)).parameters
 
 
 def _relative_to(folder: Path, value: str) -> Path:

@@ -64,6 +64,9 @@ class Stage:
             runs or is reused: a reason skips it (and every stage that needs it) in this run,
             and the log and ``report.json``'s ``skipped`` say why; None runs it. For what only
             the run can know (what a loaded teacher is); the config's switches are ``enabled``.
+        needs_any: the stage needs one of its ``needs``, not all: it is skipped only when every
+            one was, and uses the last that ran (export converts the pruned student when QAT
+            was skipped for a student TF-MOT cannot wrap).
     """
 
     name: str
@@ -81,6 +84,7 @@ class Stage:
     cached: bool = True
     json_result: bool = False
     skip: Optional[Callable[[steps.Context], Optional[str]]] = None
+    needs_any: bool = False
 
     def needs_for(self, cfg: RunConfig) -> Tuple[str, ...]:
         return tuple(self.needs(cfg) if callable(self.needs) else self.needs)
@@ -120,9 +124,9 @@ STAGES: Tuple[Stage, ...] = (
     Stage("qat", steps.run_qat, reads=KD + ("qat",), needs=lambda cfg: (steps.qat_source(cfg),),
           enabled=lambda cfg: cfg.qat.enabled, artifacts=("student_qat.h5",),
           save=steps.save_model, load=steps.load_keras, model="student_qat",
-          row=steps.model_row),
+          row=steps.model_row, skip=steps.qat_skip),
     Stage("export", steps.run_export, reads=("export.quantization", "export.calibration_samples"),
-          needs=lambda cfg: (steps.export_source(cfg),), enabled=lambda cfg: cfg.export.enabled,
+          needs=steps.export_sources, needs_any=True, enabled=lambda cfg: cfg.export.enabled,
           artifacts=steps.tflite_files, load=steps.load_path, aliases=("student_tflite*",),
           row=steps.tflite_row),
     Stage("verify", steps.run_verify, reads=("verify.max_accuracy_drop",), needs=("export",),

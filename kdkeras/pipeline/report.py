@@ -4,7 +4,9 @@
 "labels", "accuracy", "macro_f1", "agreement_with_keras", "params", "nonzero_params",
 "size_bytes", "gzip_bytes", "latency_ms", "path"}]}``
 (``dataset``: the built-in name or the file/folder name) plus ``dataset_info`` (kind, sizes,
-classes, input shape), ``evaluation`` (per model: ``per_class`` precision / recall / F1 and
+classes, input shape; for text also ``tokenizer``, the tokenizer type, and ``truncated``, how
+many texts were cut to the sequence length), ``exported_from`` (the model row the shipped
+``.tflite`` file was converted from), ``evaluation`` (per model: ``per_class`` precision / recall / F1 and
 the ``confusion_matrix``), ``warnings`` (a compression stage that raised the nonzero count of the
 model it was made from), ``skipped`` (``{row or stage: why}`` of the stages skipped at run time,
 e.g. no ``teacher_tflite_float32`` row for a teacher that takes raw text), ``verify``, ``stages``
@@ -40,9 +42,11 @@ REFERENCES = ("teacher", TEACHER_FILE, "student_scratch")
 
 def build_report(cfg: RunConfig, data: SplitData, rows: List[Dict[str, Any]],
                  verify: Optional[Dict[str, Any]], timing: Dict[str, Any],
-                 seconds: float, skipped: Optional[Dict[str, str]] = None) -> Dict[str, Any]:
+                 seconds: float, skipped: Optional[Dict[str, str]] = None,
+                 exported_from: Optional[str] = None) -> Dict[str, Any]:
     """The ``report.json`` dict of a run: its data, config, model rows, verification, times,
-    and why each stage ``skipped`` at run time was skipped."""
+    why each stage ``skipped`` at run time was skipped, and which model the ``.tflite`` file
+    was ``exported_from``."""
     return {
         "kdkeras_version": kdkeras.__version__,
         "dataset": data.name,
@@ -53,6 +57,7 @@ def build_report(cfg: RunConfig, data: SplitData, rows: List[Dict[str, Any]],
                        if all(k in row for k in DETAIL_FIELDS)},
         "warnings": sparsity_warnings(rows),
         "skipped": dict(skipped or {}),
+        "exported_from": exported_from,
         "verify": verify,
         "stages": timing,
         "seconds": round(seconds, 1),
@@ -113,8 +118,13 @@ def markdown(report: Dict[str, Any]) -> str:
         "themselves (LiteRT interpreter, 1 thread). Latency: median ms of batch-1 calls on this "
         "machine (Keras rows: one traced tf.function call).",
     ]
+    lines += _text_lines(ds)
     lines += _distillation_lines(report)
     lines += _file_to_file_lines(report)
+    shipped = [m["name"] for m in report["models"] if m["format"] == "tflite"
+               and m["name"] not in REFERENCES]
+    if report.get("exported_from") and shipped:
+        lines += ["", f"The shipped {shipped[-1]} was converted from {report['exported_from']}."]
     for name, why in (report.get("skipped") or {}).items():
         lines += ["", f"**Skipped:** {name}: {why}."]
     for warning in report.get("warnings") or []:
@@ -151,6 +161,24 @@ def _ratio(reference: Optional[float], value: Optional[float], less: str, more: 
         return ""
     r = reference / value
     return f"{r:.1f}× {less}" if r >= 1 else f"{1 / r:.1f}× {more}"
+
+
+def _text_lines(ds: Dict[str, Any]) -> List[str]:
+    """Text: the tokenizer and how many texts were cut to the sequence length.
+
+    >>> _text_lines({"kind": "text", "tokenizer": "wordpiece", "truncated": 3, "n_train": 8,
+    ...              "n_test": 2, "input_shape": [16]})[1]
+    'Text: wordpiece tokenizer, sequence length 16; 3 of the 10 texts (train + test) were longer and cut to fit.'
+    """
+    if ds.get("kind") != "text":
+        return []
+    length = ds["input_shape"][0]
+    tokenizer = ds.get("tokenizer") or "word-level (vocabulary of the training split)"
+    cut = ds.get("truncated")
+    total = ds["n_train"] + ds["n_test"]
+    tail = (f"; {cut:,} of the {total:,} texts (train + test) were longer and cut to fit"
+            if cut is not None else "")
+    return ["", f"Text: {tokenizer} tokenizer, sequence length {length}{tail}."]
 
 
 def _file_to_file_lines(report: Dict[str, Any]) -> List[str]:

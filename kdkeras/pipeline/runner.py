@@ -163,10 +163,12 @@ class Runner:
             raise
 
     def _why_skip(self, stage: Stage) -> Optional[str]:
-        """Why ``stage`` is skipped in this run: a stage it needs was, or its own ``skip``."""
-        for need in stage.needs_for(self.cfg):
-            if need in self.skipped:
-                return f"it needs stage '{need}', which was skipped"
+        """Why ``stage`` is skipped in this run: a stage it needs was (every one of them, for a
+        stage that ``needs_any``), or its own ``skip``."""
+        needs = stage.needs_for(self.cfg)
+        skipped = [n for n in needs if n in self.skipped]
+        if skipped and (not stage.needs_any or len(skipped) == len(needs)):
+            return f"it needs stage '{skipped[0]}', which was skipped"
         return stage.skip(self.ctx) if stage.skip is not None else None
 
     def _stage(self, stage: Stage) -> None:

@@ -19,10 +19,15 @@ import numpy as np
 import tf_keras as keras
 
 from kdkeras import data as kd_data
+from kdkeras._keras_kind import is_keras3_model
 from kdkeras.data import SplitData
 from kdkeras.distill import Distiller, TrainingDivergedError
-from kdkeras.pipeline.config import AUTO, BUILTIN_LABELS, RunConfig
+from kdkeras.pipeline.config import BUILTIN_LABELS, RunConfig
 from kdkeras.models import BUILDERS
+from kdkeras.pipeline.models import (  # noqa: F401  (the stages' public names, as before)
+    build_model, builder_name, check_teacher_vocabulary, compile_keras3, resolve_builder,
+    student_kwargs, teacher_builder, teacher_learning_rate, teacher_mode, teacher_preset,
+    wordpiece_source)
 
 
 # ----------------------------------------------------------------------------- data
@@ -31,18 +36,30 @@ def load_data(cfg: RunConfig) -> SplitData:
     (train drawn with ``cfg.seed``, test with ``cfg.seed + 1``)."""
     d = cfg.data
     if d.source in kd_data.DATASETS:
-        data = kd_data.load_builtin(d.source, seed=cfg.seed)
+        data = kd_data.load_builtin(d.source, seed=cfg.seed, **builtin_options(cfg))
     else:
         data = kd_data.load_files(d.source, test_fraction=d.test_fraction, seed=cfg.seed,
                                   label_column=d.label_column, text_column=d.text_column,
                                   image_size=tuple(d.image_size), color_mode=d.color_mode,
-                                  sequence_length=d.sequence_length, max_tokens=d.max_tokens)
+                                  sequence_length=d.sequence_length, max_tokens=d.max_tokens,
+                                  wordpiece=wordpiece_source(cfg))
         data = dataclasses.replace(data, name=Path(d.source).name)
     data = data.subset(d.n_train, d.n_test, seed=cfg.seed)
     labels = label_budget(cfg)
     if labels != 1:
         data = data.with_label_budget(labels, seed=cfg.seed + 5)
     return data
+
+
+def builtin_options(cfg: RunConfig) -> Dict[str, Any]:
+    """The ``[data]`` keys the built-in loader of ``data.source`` takes, as its arguments:
+    ``n_train`` / ``n_test`` (drawn before encoding; the same draw as :meth:`SplitData.subset`),
+    ``sequence_length`` and ``wordpiece`` (the tweets)."""
+    d = cfg.data
+    options = {"n_train": d.n_train or None, "n_test": d.n_test or None,
+               "sequence_length": d.sequence_length, "wordpiece": wordpiece_source(cfg)}
+    params = inspect.signature(kd_data.DATASETS.get(d.source)).parameters
+    return {k: v for k, v in options.items() if k in params and v is not None}
 
 
 def label_budget(cfg: RunConfig) -> float:
@@ -53,57 +70,25 @@ def label_budget(cfg: RunConfig) -> float:
     return BUILTIN_LABELS if cfg.data.source in kd_data.DATASETS else 1
 
 
-# ----------------------------------------------------------------------------- models
-_AUTO_BUILDERS = {
-    "images": (("resnet_teacher", {}), ("cnn", {})),
-    "features": (("mlp", {"hidden": [256, 256]}), ("mlp", {"hidden": [32]})),
-    "text": (("text_teacher", {}), ("text", {})),
-}
-
-
-def builder_name(role: str, builder: str, data: SplitData) -> str:
-    """The builder ``auto`` stands for with this data (or ``builder`` itself)."""
-    if builder != AUTO:
-        return builder
-    return _AUTO_BUILDERS[data.kind][0 if role == "teacher" else 1][0]
-
-
-def resolve_builder(role: str, builder: str, kwargs: Dict[str, Any], data: SplitData):
-    """``(builder function, its name, its keyword arguments)`` for ``role`` on ``data``.
-
-    Raises:
-        ValueError: ``kwargs`` names an argument the builder does not take.
-    """
-    if builder == AUTO:
-        builder, auto_kwargs = _AUTO_BUILDERS[data.kind][0 if role == "teacher" else 1]
-        kwargs = {**auto_kwargs, **kwargs}
-    fn = BUILDERS.get(builder)
-    params = inspect.signature(fn).parameters
-    if "vocab_size" in params and data.vocabulary is not None:
-        kwargs = {"vocab_size": len(data.vocabulary), **kwargs}
-    unknown = [k for k in kwargs if k not in params]
-    if unknown:
-        takes = ", ".join(p for p in params if p not in ("input_shape", "num_classes"))
-        raise ValueError(f"{role}.kwargs: builder '{builder}' takes no argument {unknown}. It "
-                         f"takes: {takes}")
-    return fn, builder, kwargs
-
-
-def build_model(role: str, builder: str, kwargs: Dict[str, Any], data: SplitData, seed: int):
-    """Builds the ``role`` ("teacher" or "student") model for ``data`` with a fixed seed."""
-    fn, _, kwargs = resolve_builder(role, builder, kwargs, data)
-    keras.utils.set_random_seed(seed)
-    return fn(data.x_train.shape[1:], data.num_classes, **kwargs)
-
-
 def check_models(cfg: RunConfig, data: SplitData) -> None:
-    """Fails before any training when a builder's arguments are wrong."""
-    if not cfg.teacher.path:
-        resolve_builder("teacher", cfg.teacher.builder, cfg.teacher.kwargs, data)
+    """Fails before any training when a builder's arguments are wrong, or the teacher's
+    vocabulary is not the data's."""
+    if teacher_mode(cfg) != "load":
+        builder, kwargs = teacher_builder(cfg)
+        resolve_builder("teacher", builder, kwargs, data)
+        check_teacher_vocabulary(cfg, data)
     if cfg.student.path:
+        if cfg.student.vocabulary_cut:
+            raise ValueError("student.vocabulary_cut builds a student; student.path loads one. "
+                             "Keep one of them.")
         load_student(cfg, data)
     else:
-        resolve_builder("student", cfg.student.builder, cfg.student.kwargs, data)
+        name = builder_name("student", cfg.student.builder, data)
+        if cfg.student.vocabulary_cut and "token_map" not in inspect.signature(
+                BUILDERS.get(name)).parameters:
+            raise ValueError(f"student.vocabulary_cut needs a builder that takes token_map "
+                             f"(transformer). Received: student.builder={name!r}.")
+        resolve_builder("student", cfg.student.builder, student_kwargs(cfg, data), data)
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -131,12 +116,20 @@ def learning_rate(lr: float, schedule: str, epochs: int, n: int, batch_size: int
 def _compile_fit(model, data: SplitData, epochs: int, lr: float, batch_size: int, seed: int,
                  callbacks, verbose: int, schedule: str = "constant"):
     keras.utils.set_random_seed(seed)
-    rate = learning_rate(lr, schedule, epochs, len(data.x_train), batch_size)
-    model.compile(keras.optimizers.Adam(rate),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    if is_keras3_model(model):
+        import keras as keras3
+
+        keras3.utils.set_random_seed(seed)
+        stop = compile_keras3(model, lr, schedule,
+                              int(epochs) * steps_per_epoch(len(data.x_train), batch_size))
+    else:
+        rate = learning_rate(lr, schedule, epochs, len(data.x_train), batch_size)
+        model.compile(keras.optimizers.Adam(rate),
+                      keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        stop = keras.callbacks.TerminateOnNaN()
     ds = kd_data.to_dataset(data.x_train, data.y_train, batch_size, shuffle=True, seed=seed)
-    history = model.fit(ds, epochs=epochs, verbose=verbose,
-                        callbacks=list(callbacks) + [keras.callbacks.TerminateOnNaN()])
+    history = model.fit(ds, epochs=epochs, verbose=verbose, shuffle=False,  # ds is shuffled
+                        callbacks=list(callbacks) + [stop])
     losses = history.history.get("loss", [])
     if losses and not np.isfinite(losses[-1]):
         raise TrainingDivergedError(
@@ -147,11 +140,14 @@ def _compile_fit(model, data: SplitData, epochs: int, lr: float, batch_size: int
 
 
 def train_teacher(cfg: RunConfig, data: SplitData, callbacks=(), verbose: int = 0):
-    """Builds and trains the teacher on hard labels (Adam, ``teacher.schedule``)."""
+    """Builds and trains (or fine-tunes, on a pretrained backbone) the teacher on hard labels:
+    Adam for tf-keras, AdamW for a Keras 3 backbone, ``teacher.schedule``."""
     t = cfg.teacher
-    model = build_model("teacher", t.builder, t.kwargs, data, cfg.seed)
-    return _compile_fit(model, data, epochs_for(cfg, t.epochs, len(data.x_train)), t.learning_rate,
-                        cfg.batch_size, cfg.seed, list(callbacks), verbose, t.schedule)
+    builder, kwargs = teacher_builder(cfg)
+    model = build_model("teacher", builder, kwargs, data, cfg.seed)
+    return _compile_fit(model, data, epochs_for(cfg, t.epochs, len(data.x_train)),
+                        teacher_learning_rate(cfg, data), cfg.batch_size, cfg.seed, list(callbacks),
+                        verbose, t.schedule)
 
 
 def load_teacher(cfg: RunConfig):
@@ -209,7 +205,8 @@ def build_student(cfg: RunConfig, data: SplitData, fresh: bool = False):
             keras.utils.set_random_seed(cfg.seed + 1)
             model = keras.models.clone_model(model)
         return model
-    return build_model("student", cfg.student.builder, cfg.student.kwargs, data, cfg.seed + 1)
+    return build_model("student", cfg.student.builder, student_kwargs(cfg, data), data,
+                       cfg.seed + 1)
 
 
 def scratch_epochs(cfg: RunConfig, data: SplitData) -> int:
@@ -297,6 +294,30 @@ def quantize_aware(cfg: RunConfig, student, data: SplitData, logits: np.ndarray,
                         callbacks, verbose)
 
 
+def qat_unsupported(student) -> Optional[str]:
+    """Why TF-MOT cannot make ``student`` quantization-aware (None: it can), found by trying
+    :func:`kdkeras.compress.quantize_aware` on a copy (its own warnings muted: the QAT stage
+    logs them when it runs). A transformer student fails today: TF-MOT's annotation wrappers
+    pass Keras masks to layers that take none."""
+    import logging
+    import re
+
+    from kdkeras.compress import quantize_aware as _qat
+
+    log = logging.getLogger("kdkeras.compress")
+    level = log.level
+    log.setLevel(logging.ERROR)
+    try:
+        _qat(student)
+    except Exception as e:  # noqa: BLE001 - TF-MOT fails in many ways; the reason is reported
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        errors = [line for line in lines if re.match(r"^\w+(Error|Exception): ", line)]
+        return (errors[-1] if errors else f"{type(e).__name__}: {lines[0] if lines else ''}")[:240]
+    finally:
+        log.setLevel(level)
+    return None
+
+
 def export(cfg: RunConfig, student, data: SplitData, path: Path) -> str:
     """Converts ``student`` to ``path`` in ``export.quantization`` mode (calibrated on training data)."""
     from kdkeras.export import QUANTIZATIONS, export_tflite
@@ -355,9 +376,40 @@ def android(cfg: RunConfig, tflite_path: str, data: SplitData, out_dir: Path) ->
     """The Android bundle (``model.tflite``, ``labels.txt``, ``model.json``) of the exported file."""
     from kdkeras.export import export_android
 
+    vocabulary, tokenizer = bundle_vocabulary(data)
     return export_android(tflite_path, out_dir, data.class_names, cfg.export.quantization,
                           x_eval=data.x_test, y_eval=data.y_test,
-                          normalization=data.normalization)
+                          normalization=None if data.kind == "text" else data.normalization,
+                          vocabulary=vocabulary, tokenizer=tokenizer)
+
+
+#: How word-level ids were made (:func:`kdkeras.data.tokenize`), for an app.
+WORD_TOKENIZER = {"type": "word", "lowercase": True, "pattern": "[a-z0-9']+", "pad_id": 0,
+                  "unk_id": 1, "truncation": "the first max_length words are kept"}
+
+
+def bundle_vocabulary(data: SplitData) -> Tuple[Optional[list], Optional[Dict[str, Any]]]:
+    """``(vocabulary, tokenizer)`` of the Android bundle: None for images and features; the
+    WordPiece vocabulary and ``data.tokenizer``; or, for word-level text, its words (id 0, the
+    empty padding token, written ``[PAD]``: ``vocab.txt`` has one non-empty token per line) and
+    :data:`WORD_TOKENIZER`.
+
+    Example:
+
+    >>> import numpy as np
+    >>> d = SplitData(np.zeros((2, 4), np.int32), np.arange(2), np.zeros((1, 4), np.int32),
+    ...               np.arange(1), ["a", "b"], "text", vocabulary=["", "[UNK]", "cat"])
+    >>> vocab, tok = bundle_vocabulary(d)
+    >>> vocab, tok["type"], tok["max_length"], tok["vocabulary_size"]
+    (['[PAD]', '[UNK]', 'cat'], 'word', 4, 3)
+    """
+    if data.kind != "text" or data.vocabulary is None:
+        return None, None
+    if data.tokenizer is not None:
+        return list(data.vocabulary), dict(data.tokenizer)
+    vocabulary = ["[PAD]" if i == 0 and not w else w for i, w in enumerate(data.vocabulary)]
+    return vocabulary, {**WORD_TOKENIZER, "max_length": int(data.input_shape[0]),
+                        "vocabulary_size": len(vocabulary), "vocabulary_file": "vocab.txt"}
 
 
 class EpochLog(keras.callbacks.Callback):

@@ -87,6 +87,18 @@ def export_source(cfg: RunConfig) -> str:
     return "qat" if cfg.qat.enabled else ("prune" if cfg.prune.enabled else "distill")
 
 
+def export_sources(cfg: RunConfig) -> tuple:
+    """The stages export may convert, in order of preference last: the QAT student, or the one
+    QAT starts from when QAT is skipped in a run (a student TF-MOT cannot make quantization-
+    aware); export needs any one of them (``Stage.needs_any``)."""
+    return (qat_source(cfg), "qat") if cfg.qat.enabled else (export_source(cfg),)
+
+
+def exported_from(ctx: "Context") -> str:
+    """The stage whose student the ``.tflite`` file is converted from in this run."""
+    return [n for n in export_sources(ctx.cfg) if n not in ctx.skipped][-1]
+
+
 #: The teacher's float32 file, beside the student's (its row: ``report.TEACHER_FILE``).
 TEACHER_TFLITE = f"{R.TEACHER_FILE}.tflite"
 
@@ -96,8 +108,8 @@ def tflite_name(cfg: RunConfig) -> str:
 
 
 def teacher_files(cfg: RunConfig) -> tuple:
-    """A trained teacher is saved; a loaded one stays where it is."""
-    return () if cfg.teacher.path else ("teacher.keras",)
+    """A teacher trained (or fine-tuned) here is saved; a loaded one stays where it is."""
+    return () if S.teacher_mode(cfg) == "load" else ("teacher.keras",)
 
 
 def tflite_files(cfg: RunConfig) -> tuple:
@@ -127,7 +139,7 @@ def load_keras(ctx: Context, path: Optional[Path]):
 
 
 def load_teacher(ctx: Context, path: Optional[Path]):
-    return S.load_teacher(ctx.cfg) if ctx.cfg.teacher.path else load_model(str(path))
+    return S.load_teacher(ctx.cfg) if S.teacher_mode(ctx.cfg) == "load" else load_model(str(path))
 
 
 def load_logits(ctx: Context, path: Optional[Path]):
@@ -155,19 +167,27 @@ def run_data(ctx: Context) -> SplitData:
 
 
 def run_teacher(ctx: Context):
-    t = ctx.cfg.teacher
-    if t.path:
+    cfg, t = ctx.cfg, ctx.cfg.teacher
+    if S.teacher_mode(cfg) == "load":
         ctx.say(f"teacher: load {t.path}")
-        return S.load_teacher(ctx.cfg)
-    ctx.say(f"teacher: train {S.builder_name('teacher', t.builder, ctx.data)} for "
-            f"{ctx.epochs(t.epochs)} epochs")
-    return S.train_teacher(ctx.cfg, ctx.data, ctx.callbacks("teacher"), ctx.verbose)
+        return S.load_teacher(cfg)
+    builder = S.builder_name("teacher", S.teacher_builder(cfg)[0], ctx.data)
+    preset = S.teacher_preset(cfg, ctx.data)
+    lr = S.teacher_learning_rate(cfg, ctx.data)
+    why = ("teacher.learning_rate" if t.learning_rate else
+           "automatic: fine-tuning a pretrained backbone" if preset else
+           "automatic: training from scratch")
+    what = (f"fine-tune {builder} on {preset} (Keras 3, AdamW)" if preset else
+            f"train {builder}")
+    ctx.say(f"teacher: {what} for {ctx.epochs(t.epochs)} epochs, learning rate {lr:g} ({why}, "
+            f"{t.schedule} schedule)")
+    return S.train_teacher(cfg, ctx.data, ctx.callbacks("teacher"), ctx.verbose)
 
 
 def teacher_tflite_skip(ctx: Context) -> Optional[str]:
     """Why the teacher gets no float32 ``.tflite`` file in this run (None: it gets one)."""
-    if not ctx.cfg.teacher.path:
-        return None  # built and trained here: a tf-keras model of one input
+    if S.teacher_mode(ctx.cfg) != "load":
+        return None  # built here: a model of one input (tf-keras, or a Keras 3 BERT)
     return S.teacher_unconvertible(ctx.get("teacher"))
 
 
@@ -220,23 +240,43 @@ def run_prune(ctx: Context):
                    ctx.callbacks("prune"), ctx.verbose)
 
 
+def qat_skip(ctx: Context) -> Optional[str]:
+    """Why QAT is skipped in this run: TF-MOT cannot wrap the student (a transformer), so the
+    export stage converts the student QAT would have started from (None: QAT runs)."""
+    src = qat_source(ctx.cfg)
+    why = S.qat_unsupported(ctx.get(src))
+    if why is None:
+        return None
+    student = {"prune": "pruned", "distill": "distilled"}[src]
+    return (f"TF-MOT cannot make the {student} student quantization-aware ({why}); the export "
+            f"stage converts the {student} student with post-training "
+            f"{ctx.cfg.export.quantization} quantization instead")
+
+
 def run_qat(ctx: Context):
+    from kdkeras.compress import float_layers
+
     src = qat_source(ctx.cfg)
     ctx.say(f"qat: int8 quantization-aware training of the {src} student, "
             f"{ctx.epochs(ctx.cfg.qat.epochs)} epochs of distillation")
-    return S.quantize_aware(ctx.cfg, ctx.get(src), ctx.data, ctx.get("logits"),
-                            src == "prune", ctx.callbacks("qat"), ctx.verbose)
+    model = S.quantize_aware(ctx.cfg, ctx.get(src), ctx.data, ctx.get("logits"),
+                             src == "prune", ctx.callbacks("qat"), ctx.verbose)
+    left = float_layers(model)
+    if left:
+        ctx.say(f"qat: {len(left)} layer(s) TF-MOT cannot quantize stay float (the converter "
+                f"quantizes them after training): {', '.join(left)}")
+    return model
 
 
 def run_export(ctx: Context) -> str:
-    src, name = export_source(ctx.cfg), tflite_name(ctx.cfg)
+    src, name = exported_from(ctx), tflite_name(ctx.cfg)
     ctx.say(f"export: {src} student -> {name}")
     return S.export(ctx.cfg, ctx.get(src), ctx.data, ctx.out / name)
 
 
 def run_verify(ctx: Context) -> Dict[str, Any]:
     ctx.say(f"verify: {tflite_name(ctx.cfg)} on {len(ctx.data.x_test):,} test examples")
-    result = S.verify(ctx.cfg, ctx.get("export"), ctx.get(export_source(ctx.cfg)), ctx.data)
+    result = S.verify(ctx.cfg, ctx.get("export"), ctx.get(exported_from(ctx)), ctx.data)
     ctx.say(f"verify: .tflite accuracy {100 * result['accuracy']:.2f}% vs Keras "
             f"{100 * result['keras_accuracy']:.2f}%, top-1 agreement "
             f"{100 * result['agreement_with_keras']:.2f}%")
@@ -244,7 +284,9 @@ def run_verify(ctx: Context) -> Dict[str, Any]:
 
 
 def run_android(ctx: Context) -> str:
-    ctx.say("android: bundle model.tflite, labels.txt, model.json")
+    tokenizer = S.bundle_vocabulary(ctx.data)[1]
+    ctx.say("android: bundle model.tflite, labels.txt, model.json"
+            + (f", vocab.txt ({tokenizer['type']} tokenizer in model.json)" if tokenizer else ""))
     return S.android(ctx.cfg, ctx.get("export"), ctx.data, ctx.out / "android")
 
 
@@ -255,8 +297,10 @@ def run_report(ctx: Context) -> Dict[str, Any]:
     verify = ctx.get("verify") if ctx.enabled("verify") else None
     skipped = {s.model or s.name: ctx.skipped[s.name] for s in ctx.stages
                if s.name in ctx.skipped}
+    models = {s.name: s.model for s in ctx.stages}
+    source = models[exported_from(ctx)] if ctx.enabled("export") else None
     report = R.build_report(ctx.cfg, ctx.data, rows, verify, ctx.timing,
-                            time.time() - ctx.start, skipped)
+                            time.time() - ctx.start, skipped, exported_from=source)
     R.write_report(report, ctx.out)
     ctx.say(f"report: {ctx.out / 'report.md'}, report.json, report.png")
     return report
@@ -277,10 +321,16 @@ def check_verified(cfg: RunConfig, verify: Optional[Dict[str, Any]], out: Path) 
 # ----------------------------------------------------------------------------- report rows
 def teacher_row(ctx: Context, stage) -> Dict[str, Any]:
     cfg = ctx.cfg
-    path = Path(cfg.teacher.path) if cfg.teacher.path else ctx.out / stage.files(cfg)[0]
+    files = stage.files(cfg)
+    path = ctx.out / files[0] if files else Path(cfg.teacher.path)
     row = M.teacher_row(ctx.get(stage.name), path, ctx.data, cfg.batch_size,
                         cfg.verify.latency_runs)
-    return {**row, "labels": None if cfg.teacher.path else len(ctx.data.y_train)}
+    return {**row, "labels": _teacher_labels(ctx)}
+
+
+def _teacher_labels(ctx: Context) -> Optional[int]:
+    """The labels the teacher was trained on here (None: a loaded teacher)."""
+    return None if S.teacher_mode(ctx.cfg) == "load" else len(ctx.data.y_train)
 
 
 def model_row(ctx: Context, stage) -> Dict[str, Any]:
@@ -298,12 +348,12 @@ def teacher_tflite_row(ctx: Context, stage) -> Dict[str, Any]:
     model = getattr(teacher, "model", teacher)
     metrics = S.verify(cfg, path, model, ctx.data)
     row = M.tflite_row(stage.model, path, model, metrics, cfg.verify.latency_runs)
-    return {**row, "labels": None if cfg.teacher.path else len(ctx.data.y_train)}
+    return {**row, "labels": _teacher_labels(ctx)}
 
 
 def tflite_row(ctx: Context, stage) -> Dict[str, Any]:
     cfg, path = ctx.cfg, ctx.get(stage.name)
-    source = ctx.get(export_source(cfg))
+    source = ctx.get(exported_from(ctx))
     verify = ctx.get("verify") if ctx.enabled("verify") else None
     metrics = verify if verify else S.verify(cfg, path, source, ctx.data)
     row = M.tflite_row(Path(tflite_name(cfg)).stem, path, source, metrics,

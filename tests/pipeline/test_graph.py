@@ -59,9 +59,12 @@ def test_enabled_reflects_the_toggles():
 
 def test_qat_and_export_take_the_last_student():
     on = RunConfig.from_dict({"data": {"source": "digits"}})
-    assert G.needs(on, "qat") == ("prune",) and G.needs(on, "export") == ("qat",)
+    # export takes the QAT student, or (needs_any) the one QAT starts from when QAT is skipped
+    assert G.needs(on, "qat") == ("prune",) and G.needs(on, "export") == ("prune", "qat")
+    assert G.BY_NAME["export"].needs_any and not G.BY_NAME["verify"].needs_any
     no_prune = on.replace(prune={"enabled": False})
-    assert G.needs(no_prune, "qat") == ("distill",) and G.needs(no_prune, "export") == ("qat",)
+    assert G.needs(no_prune, "qat") == ("distill",)
+    assert G.needs(no_prune, "export") == ("distill", "qat")
     neither = no_prune.replace(qat={"enabled": False})
     assert G.needs(neither, "export") == ("distill",)
     assert G.needs(on.replace(qat={"enabled": False}), "export") == ("prune",)
@@ -98,7 +101,7 @@ def test_model_stages_save_a_file_named_after_their_model():
     assert G.BY_NAME["teacher_tflite"].files(cfg) == ("teacher_tflite_float32.tflite",)
     rows = [s.name for s in G.STAGES if s.row]
     assert rows == ["teacher", "teacher_tflite", "scratch", "distill", "prune", "qat", "export"]
-    assert [s.name for s in G.STAGES if s.skip] == ["teacher_tflite"]
+    assert [s.name for s in G.STAGES if s.skip] == ["teacher_tflite", "qat"]
 
 
 def test_a_loaded_teacher_leaves_no_file(tmp_path):
