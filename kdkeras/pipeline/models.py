@@ -24,7 +24,7 @@ import tf_keras as keras
 
 from kdkeras.data import SplitData
 from kdkeras.models import BUILDERS
-from kdkeras.models.bert import default_preset, is_backbone_preset, preset_sizes
+from kdkeras.models.bert import is_backbone_preset, minilm_path, preset_sizes
 from kdkeras.pipeline.config import AUTO, RunConfig
 
 #: ``teacher.learning_rate = 0`` (automatic): from scratch, and fine-tuning a pretrained backbone.
@@ -49,7 +49,7 @@ def teacher_preset(cfg: RunConfig, data: Optional[SplitData] = None) -> Optional
         return t.path
     builder = t.builder if data is None else builder_name("teacher", t.builder, data)
     if teacher_mode(cfg) == "train" and builder == "bert":
-        return str(t.kwargs.get("preset") or default_preset())
+        return str(t.kwargs.get("preset") or minilm_path())
     return None
 
 
@@ -67,7 +67,7 @@ def wordpiece_source(cfg: RunConfig) -> Optional[str]:
         except FileNotFoundError:
             return None  # the builder names what is missing when it runs
     if folder and (Path(folder) / "vocab.txt").is_file():
-        return str(Path(folder) / "vocab.txt")
+        return str(folder)  # the folder: its tokenizer_config.json says the casing too
     return None
 
 

@@ -297,8 +297,8 @@ def quantize_aware(cfg: RunConfig, student, data: SplitData, logits: np.ndarray,
 def qat_unsupported(student) -> Optional[str]:
     """Why TF-MOT cannot make ``student`` quantization-aware (None: it can), found by trying
     :func:`kdkeras.compress.quantize_aware` on a copy (its own warnings muted: the QAT stage
-    logs them when it runs). A transformer student fails today: TF-MOT's annotation wrappers
-    pass Keras masks to layers that take none."""
+    logs them when it runs). kdkeras's own students all take QAT (the transformer on its Dense
+    layers); this is for a user's student TF-MOT cannot wrap at all."""
     import logging
     import re
 
@@ -384,15 +384,11 @@ def android(cfg: RunConfig, tflite_path: str, data: SplitData, out_dir: Path) ->
 
 
 #: How word-level ids were made (:func:`kdkeras.data.tokenize`), for an app.
-WORD_TOKENIZER = {"type": "word", "lowercase": True, "pattern": "[a-z0-9']+", "pad_id": 0,
-                  "unk_id": 1, "truncation": "the first max_length words are kept"}
-
-
 def bundle_vocabulary(data: SplitData) -> Tuple[Optional[list], Optional[Dict[str, Any]]]:
     """``(vocabulary, tokenizer)`` of the Android bundle: None for images and features; the
-    WordPiece vocabulary and ``data.tokenizer``; or, for word-level text, its words (id 0, the
-    empty padding token, written ``[PAD]``: ``vocab.txt`` has one non-empty token per line) and
-    :data:`WORD_TOKENIZER`.
+    WordPiece vocabulary and ``data.tokenizer``; or, for word-level text, its words (the export
+    writes the empty padding token at id 0 as ``[PAD]``) and
+    :func:`kdkeras.data.text.describe_words`.
 
     Example:
 
@@ -401,15 +397,15 @@ def bundle_vocabulary(data: SplitData) -> Tuple[Optional[list], Optional[Dict[st
     ...               np.arange(1), ["a", "b"], "text", vocabulary=["", "[UNK]", "cat"])
     >>> vocab, tok = bundle_vocabulary(d)
     >>> vocab, tok["type"], tok["max_length"], tok["vocabulary_size"]
-    (['[PAD]', '[UNK]', 'cat'], 'word', 4, 3)
+    (['', '[UNK]', 'cat'], 'word', 4, 3)
     """
     if data.kind != "text" or data.vocabulary is None:
         return None, None
     if data.tokenizer is not None:
         return list(data.vocabulary), dict(data.tokenizer)
-    vocabulary = ["[PAD]" if i == 0 and not w else w for i, w in enumerate(data.vocabulary)]
-    return vocabulary, {**WORD_TOKENIZER, "max_length": int(data.input_shape[0]),
-                        "vocabulary_size": len(vocabulary), "vocabulary_file": "vocab.txt"}
+    from kdkeras.data.text import describe_words
+
+    return list(data.vocabulary), describe_words(int(data.input_shape[0]), len(data.vocabulary))
 
 
 class EpochLog(keras.callbacks.Callback):

@@ -1,5 +1,6 @@
 import json
 import re
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -132,18 +133,38 @@ def test_encode_split_and_subset_keep_the_truncation_count(enc):
 
 @pytest.mark.slow
 def test_ids_equal_the_minilm_teachers_bert_tokenizer():
+    """Ids equal keras-hub's BertTokenizer on MiniLM's vocabulary for unaccented text, and
+    accents are stripped as MiniLM's own tokenizer_config.json says (strip_accents null with
+    do_lower_case: stripped, as BERT's BasicTokenizer does; keras-hub's tokenizer does not,
+    and once turned "Café" into [UNK] for the app too)."""
     import keras_hub
 
     from kdkeras.data.tweets import minilm_path
 
     path = minilm_path()
     texts = ["I just don't trust my life in google's hands #driverless cars_\ufffd_.no thank you",
-             "Self-driving cars are AWESOME!!! http://t.co/abc123", "Café déjà vu 🚗", ""]
+             "Self-driving cars are AWESOME!!! http://t.co/abc123", "🚗 deja vu", ""]
     enc = WordPieceEncoder.from_preset(path)
     assert enc.ids == {"cls": 101, "sep": 102, "pad": 0, "unk": 100}
-    assert enc.vocabulary_size == 30522 and enc.lowercase
+    assert enc.vocabulary_size == 30522 and enc.lowercase and enc.strip_accents
+    assert enc.describe(64)["strip_accents"] is True  # what the app is told
     teacher = keras_hub.models.BertTokenizer.from_preset(path)
     ids = enc.encode(texts, 64)
     for row, text in zip(ids, texts):
         pieces = [int(i) for i in teacher([text])[0]]
         assert row.tolist() == [101] + pieces + [102] + [0] * (62 - len(pieces))
+    accented, plain = enc.encode(["Café naïve résumé über", "cafe naive resume uber"], 8)
+    assert accented.tolist() == plain.tolist() and 100 not in accented.tolist()
+    assert load_encoder(str(Path(path) / "vocab.txt")).strip_accents  # its folder's config
+
+@pytest.mark.parametrize("lines, message", [
+    (["[PAD]", "[UNK]", "", "[CLS]", "[SEP]"], "line 3 is empty"),
+    (["[PAD]", "[UNK]", "[CLS]", "[SEP]", "cat", "[UNK]"], "'\\[UNK\\]' is on line 2 and line 6"),
+])
+def test_a_vocab_txt_with_an_empty_line_or_a_duplicate_is_refused_by_line(tmp_path, lines, message):
+    path = tmp_path / "vocab.txt"
+    path.write_text("\n".join(lines) + "\n\n", encoding="utf-8")  # final newlines are fine
+    with pytest.raises(ValueError, match=message):
+        WordPieceEncoder(path)
+    path.write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "cat"]) + "\n\n", "utf-8")
+    assert WordPieceEncoder(path).vocabulary_size == 5

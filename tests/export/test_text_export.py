@@ -253,3 +253,23 @@ def test_pruned_transformer_keeps_its_zeros_in_the_int8_file(toy, tmp_path):
     assert all(v["dtype"] == "int8" and v["sparsity"] == pytest.approx(0.5, abs=0.01)
                for v in kernels.values()), kernels
     assert evaluate_tflite(path, x, y, keras_model=small)["agreement_with_keras"] >= 0.8
+
+
+def test_android_bundle_of_a_word_level_student_from_its_split_vocabulary(tmp_path):
+    """A word-level SplitData.vocabulary ("" at id 0) bundles as it is: vocab.txt writes the
+    padding token [PAD], model.json describes the word tokenizer kdkeras.data.tokenize uses."""
+    import kdkeras as kd
+    from kdkeras.data import build_vocabulary, tokenize
+
+    texts = ["good film", "bad film", "good good", "bad bad day"]
+    vocab = build_vocabulary(texts, max_tokens=8)
+    x, y = tokenize(texts, vocab, 6), np.array([1, 0, 1, 0])
+    student = kd.models.build_text_student((6,), 2, vocab_size=len(vocab), embed_dim=4)
+    out = export_android(student, str(tmp_path / "android"), labels=["neg", "pos"],
+                         quantization="none", vocabulary=vocab, x_eval=x, y_eval=y)
+    lines = (tmp_path / "android" / "vocab.txt").read_text(encoding="utf-8").splitlines()
+    assert lines == ["[PAD]"] + vocab[1:] and len(lines) == len(vocab)
+    tok = json.loads((tmp_path / "android" / "model.json").read_text())["tokenizer"]
+    assert (tok["type"], tok["max_length"], tok["vocabulary_size"], tok["unk_id"]) == \
+        ("word", 6, len(vocab), 1)
+    assert os.path.isdir(out)

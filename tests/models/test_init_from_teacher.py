@@ -5,7 +5,7 @@ import pytest
 
 from kdkeras.distill.teachers import feature_model
 from kdkeras.models.bert import build_bert_classifier
-from kdkeras.models.init_from_teacher import init_from_teacher, svd_basis
+from kdkeras.models.init_from_teacher import uniform_layer_map, init_from_teacher, svd_basis
 from kdkeras.models.transformer import build_transformer_student
 
 SEQ, VOCAB = 8, 100
@@ -78,10 +78,12 @@ def test_factorized_student_with_a_token_map_takes_the_kept_rows(teacher):
 
 
 def test_layer_map_every_other_layer_and_bad_maps(teacher):
+    # the default is the uniform map the hints distil toward: 1 student block <- the last of 2
     new, report = init_from_teacher(student(depth=1), teacher)
-    assert report.copied["self_attention_0"] == "transformer_layer_0/self_attention_layer"
-    new, report = init_from_teacher(student(depth=1), teacher, layer_map={0: 1})
-    assert report.copied["ffn_output_0"] == "transformer_layer_1/feedforward_output_dense"
+    assert report.copied["self_attention_0"] == "transformer_layer_1/self_attention_layer"
+    assert uniform_layer_map(1, 2) == {0: 1}
+    new, report = init_from_teacher(student(depth=1), teacher, layer_map={0: 0})
+    assert report.copied["ffn_output_0"] == "transformer_layer_0/feedforward_output_dense"
     with pytest.raises(ValueError, match=r"layer_map=\{0: 2\}"):
         init_from_teacher(student(depth=1), teacher, layer_map={0: 2})
 

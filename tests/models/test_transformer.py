@@ -116,14 +116,20 @@ def test_parameter_counts_of_the_vocabulary_levers():
 
 
 def test_save_and_load_gives_identical_logits(tmp_path, seed):
-    model = tiny(embedding_dim=8, token_map=[0, 2, 3, 11, 12, 13, 100], vocab_size=200)
+    model = tiny(embedding_dim=8, token_map=[0, 2, 3, 11, 12, 13], vocab_size=200, unk_id=13)
     x = np.array([[2, 11, 12, 3, 0, 0, 0, 0], [2, 13, 50, 14, 3, 0, 0, 0]], np.int32)
     path = str(tmp_path / "s.keras")
     model.save(path)
     loaded = kd.keras.models.load_model(path)
     np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
     clone = kd.keras.Model.from_config(model.get_config())
-    assert clone.get_layer("token_map").token_map == [0, 2, 3, 11, 12, 13, 100]
+    want = model.get_layer("token_map").get_config()
+    assert (want["token_map"], want["vocab_size"], want["unk_id"]) == ([0, 2, 3, 11, 12, 13], 200, 13)
+    for other in (clone, loaded):  # every argument survives, not only the defaults
+        assert other.get_layer("token_map").get_config() == want
+    # ids outside the map (50, 14) read as unk_id 13: the same logits as writing 13 there
+    unk = np.array([[2, 13, 13, 13, 3, 0, 0, 0]], np.int32)
+    np.testing.assert_array_equal(model(x).numpy()[1], model(unk).numpy()[0])
 
 
 def test_pruning_wraps_every_dense_embedding_and_attention_and_still_trains(seed):
