@@ -147,14 +147,14 @@ def test_teacher_modes_learning_rates_and_automatic_wordpiece(tiny_preset, tmp_p
     model_file.write_bytes(b"")
     fine_tune = text_config(tiny_preset)
     assert S.teacher_mode(fine_tune) == "fine_tune"
-    assert S.wordpiece_source(fine_tune) == str(tiny_preset / "vocab.txt")
+    assert S.wordpiece_source(fine_tune) == str(tiny_preset)  # its tokenizer_config counts too
     assert S.teacher_builder(fine_tune) == ("bert", {"preset": str(tiny_preset)})
     assert S.teacher_mode(RunConfig.from_dict({"teacher": {"path": str(model_file)}})) == "load"
     default = RunConfig()
     assert S.teacher_mode(default) == "train" and S.wordpiece_source(default) is None
     assert S.teacher_learning_rate(default, None) == 3e-3
     bert = RunConfig.from_dict({"teacher": {"builder": "bert"}})
-    assert S.wordpiece_source(bert) == str(_minilm_vocab())  # the default preset: MiniLM
+    assert S.wordpiece_source(bert) == str(_minilm_vocab().parent)  # the default: MiniLM
     explicit = RunConfig.from_dict({"teacher": {"builder": "bert", "learning_rate": 2e-5}})
     assert S.teacher_learning_rate(explicit, None) == 2e-5
     with pytest.raises(ValueError, match="backbone preset folder.*teacher.builder = 'cnn'"):
