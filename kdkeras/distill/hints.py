@@ -24,6 +24,8 @@ References:
 
 from __future__ import annotations
 
+import math
+
 from typing import Optional
 
 import tensorflow as tf
@@ -169,14 +171,8 @@ def check_relation_heads(relation_heads, teacher_width, student_width) -> int:
             raise ValueError(
                 f"relation_heads={relation_heads} must divide both value widths: teacher "
                 f"{teacher_width}, student {student_width}. Pick a common divisor (e.g. "
-                f"relation_heads={_gcd(teacher_width, student_width)}).")
+                f"relation_heads={math.gcd(int(teacher_width), int(student_width)) or 1}).")
     return relation_heads
-
-
-def _gcd(a, b):
-    import math
-
-    return math.gcd(int(a or 0), int(b or 0)) or 1
 
 
 def _relation_logits(values, relation_heads: int):

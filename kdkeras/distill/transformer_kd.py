@@ -68,6 +68,8 @@ from kdkeras.distill.hints import HintLoss, check_heads, check_relation_heads
 from kdkeras.data.wordpiece import read_vocabulary
 from kdkeras.distill.teachers import Teacher
 from kdkeras.models.init_from_teacher import uniform_layer_map
+from kdkeras.models.transformer import TokenMap
+from kdkeras.validation import check_number
 
 __all__ = ["transformer_hints", "uniform_layer_map", "transformer_blocks"]
 
@@ -160,7 +162,7 @@ def _token_vocabulary_size(model) -> Optional[int]:
     input size of the token embedding (the layer named ``token_embedding``, else the first
     embedding layer); None when there is none."""
     for layer in _walk(model):
-        if type(layer).__name__ == "TokenMap" and isinstance(getattr(layer, "vocab_size", None), int):
+        if isinstance(layer, TokenMap):
             return int(layer.vocab_size)
     embeddings = [l for l in _walk(model) if "Embedding" in type(l).__name__ and (
         isinstance(getattr(l, "input_dim", None), int) or isinstance(getattr(l, "vocabulary_size", None), int))]
@@ -228,12 +230,6 @@ def _relation_heads(relation_heads, t_heads, s_heads, t_width, s_width) -> int:
         f"e.g. relation_heads={math.gcd(t_width, s_width)}.")
 
 
-def _weight(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
-        raise ValueError(f"{name} must be a number >= 0. Received: {name}={value!r}")
-    return float(value)
-
-
 def transformer_hints(
     teacher: Any,
     student: Any,
@@ -276,7 +272,7 @@ def transformer_hints(
             that differ; head counts that differ (attention) or an R dividing not both widths
             (values); vocabularies that differ (hints refused, logit KD stays allowed).
     """
-    weights = {k: _weight(k, v) for k, v in
+    weights = {k: check_number(v, k, low=0) for k, v in
                (("hidden", hidden), ("attention", attention), ("values", values), ("embeddings", embeddings))}
     t_model, s_model = _model(teacher, "teacher"), _model(student, "student")
     t_blocks, s_blocks = transformer_blocks(t_model, "teacher"), transformer_blocks(s_model, "student")

@@ -27,12 +27,8 @@ import tf_keras as keras
 __all__ = ["Anchor", "Keras3Anchor", "anchor"]
 
 
-@keras.utils.register_keras_serializable(package="kdkeras")
-class Anchor(keras.layers.Layer):
-    """``[x, *features] -> x``: a no-op that keeps ``features``' layers in a tf-keras model.
-
-    The Keras mask of ``x`` passes through; the features' masks are dropped.
-    """
+class _PassFirst:
+    """What both Keras's anchors do: return ``x`` (the first input) and its mask."""
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
@@ -43,31 +39,29 @@ class Anchor(keras.layers.Layer):
         # (clone_model, from_config): then it *is* x, not a list to index.
         return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
 
-    def compute_output_shape(self, input_shape):
-        return input_shape[0] if isinstance(input_shape, list) else input_shape
-
     def compute_mask(self, inputs, mask=None):
         return mask[0] if isinstance(mask, (list, tuple)) else mask
 
 
+@keras.utils.register_keras_serializable(package="kdkeras")
+class Anchor(_PassFirst, keras.layers.Layer):
+    """``[x, *features] -> x``: a no-op that keeps ``features``' layers in a tf-keras model.
+
+    The Keras mask of ``x`` passes through; the features' masks are dropped.
+    """
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0] if isinstance(input_shape, list) else input_shape
+
+
 @keras3.saving.register_keras_serializable(package="kdkeras", name="Anchor")
-class Keras3Anchor(keras3.layers.Layer):
+class Keras3Anchor(_PassFirst, keras3.layers.Layer):
     """The Keras 3 twin of :class:`Anchor`, for Keras 3 models such as keras-hub teachers
     (registered at import, so a saved teacher loads in a fresh process)."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.supports_masking = True
-
-    def call(self, inputs):
-        return inputs[0] if isinstance(inputs, (list, tuple)) else inputs
 
     def compute_output_shape(self, input_shape):
         nested = isinstance(input_shape, list) and isinstance(input_shape[0], (list, tuple))
         return tuple(input_shape[0]) if nested else tuple(input_shape)
-
-    def compute_mask(self, inputs, mask=None):
-        return mask[0] if isinstance(mask, (list, tuple)) else mask
 
 
 def anchor(x, *features, name: Optional[str] = None):

@@ -33,6 +33,7 @@ import keras  # Keras 3 (keras-hub models), on the TensorFlow backend
 from keras import ops
 
 from kdkeras.models.anchor import anchor
+from kdkeras.validation import check_int
 from kdkeras.models.students import BUILDERS
 
 _serializable = keras.saving.register_keras_serializable(package="kdkeras")
@@ -178,8 +179,7 @@ def build_bert_classifier(
     >>> m.output_shape, m.get_layer("attention_1").output.shape
     ((None, 3), (None, 2, 8, 8))
     """
-    if isinstance(num_classes, bool) or int(num_classes) != num_classes or num_classes < 2:
-        raise ValueError(f"num_classes must be an integer >= 2. Received: num_classes={num_classes}")
+    check_int(num_classes, "num_classes", 2)
     if pooling not in ("mean", "cls"):
         raise ValueError(f"pooling must be 'mean' or 'cls'. Received: pooling={pooling!r}")
     if not 0.0 <= float(dropout) < 1.0:

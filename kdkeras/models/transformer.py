@@ -33,6 +33,7 @@ import tensorflow_model_optimization as tfmot
 
 from kdkeras.models.anchor import anchor
 from kdkeras.models.students import BUILDERS, _text_input
+from kdkeras.validation import check_int
 
 #: BERT's special token ids in the uncased WordPiece vocabulary ([PAD], [UNK], [CLS], [SEP]).
 BERT_SPECIALS = (0, 100, 101, 102)
@@ -215,12 +216,6 @@ def vocabulary_cut(ids_arrays: Iterable[np.ndarray], vocab_size: int = 30522,
     return np.array(sorted(used), np.int32)
 
 
-def _positive(value, name: str) -> int:
-    if isinstance(value, bool) or int(value) != value or int(value) <= 0:
-        raise ValueError(f"{name} must be an integer > 0. Received: {name}={value!r}")
-    return int(value)
-
-
 @BUILDERS.register("transformer")
 def build_transformer_student(
     input_shape: Sequence[int] = (64,),
@@ -274,19 +269,19 @@ def build_transformer_student(
     """
     shape, num_classes, vocab_size = _text_input(input_shape, num_classes, vocab_size)
     seq = shape[0]
-    width, depth, heads = (_positive(v, n) for v, n in
+    width, depth, heads = (check_int(v, n, 1) for v, n in
                            ((width, "width"), (depth, "depth"), (heads, "heads")))
     if width % heads:
         raise ValueError(f"width must be a multiple of heads. Received: width={width}, "
                          f"heads={heads}")
-    intermediate = _positive(intermediate if intermediate is not None else 4 * width,
-                             "intermediate")
-    max_length = _positive(max_length if max_length is not None else seq, "max_length")
+    intermediate = check_int(intermediate if intermediate is not None else 4 * width,
+                             "intermediate", 1)
+    max_length = check_int(max_length if max_length is not None else seq, "max_length", 1)
     if max_length < seq:
         raise ValueError(f"max_length must be >= the sequence length {seq}. "
                          f"Received: max_length={max_length}")
     if embedding_dim is not None:
-        embedding_dim = _positive(embedding_dim, "embedding_dim")
+        embedding_dim = check_int(embedding_dim, "embedding_dim", 1)
     if not 0.0 <= float(dropout) < 1.0:
         raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
 
