@@ -3,7 +3,8 @@
 Every loader returns numpy arrays in the same conventions (:mod:`kdkeras.data.dataset`); the
 pipeline works on :class:`SplitData`. Text is word-level ids (:mod:`kdkeras.data.text`) or a
 teacher's WordPiece ids (:mod:`kdkeras.data.wordpiece`; the ``"tweets"`` built-in,
-:mod:`kdkeras.data.tweets`).
+:mod:`kdkeras.data.tweets`). A corpus for causal language models is one WordPiece stream per
+split (:mod:`kdkeras.data.corpus`; the ``"sotu"`` speeches).
 """
 
 from kdkeras.data.builtin import (
@@ -16,6 +17,14 @@ from kdkeras.data.builtin import (
     load_builtin,
     read_idx,
 )
+from kdkeras.data.corpus import (
+    LMData,
+    detokenize,
+    load_corpus,
+    read_corpus,
+    sotu_folder,
+    train_vocabulary,
+)
 from kdkeras.data.dataset import SplitData, subset_indices, to_dataset
 from kdkeras.data.files import load_files
 from kdkeras.data.text import build_vocabulary, tokenize
@@ -24,6 +33,7 @@ from kdkeras.data.wordpiece import WordPieceEncoder
 
 __all__ = [
     "SplitData",
+    "LMData",
     "DATASETS",
     "CLASS_NAMES",
     "FASHION_MNIST_CLASSES",
@@ -31,13 +41,18 @@ __all__ = [
     "WordPieceEncoder",
     "build_vocabulary",
     "class_names",
+    "detokenize",
     "digits",
     "fashion_mnist",
     "load_builtin",
+    "load_corpus",
     "load_files",
+    "read_corpus",
     "read_idx",
     "read_tweets",
+    "sotu_folder",
     "subset_indices",
     "to_dataset",
     "tokenize",
+    "train_vocabulary",
 ]
