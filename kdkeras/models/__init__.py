@@ -1,8 +1,15 @@
 """Models: student (and teacher) builders, transformer students and BERT-family teachers,
-initialisation of a student from its teacher, and the one loader of saved models."""
+GPT-style causal language models (tf-keras student, keras-hub teacher), initialisation of a
+student from its teacher, and the one loader of saved models."""
 
 from kdkeras.models.anchor import anchor
 from kdkeras.models.bert import build_bert_classifier
+from kdkeras.models.gpt import (
+    ReversibleEmbedding,
+    build_gpt_student,
+    build_gpt_teacher,
+    gpt_teacher_from_preset,
+)
 from kdkeras.models.init_from_teacher import InitReport, init_from_teacher
 from kdkeras.models.loading import SavedModelFunction, load_model
 from kdkeras.models.students import (
@@ -23,6 +30,10 @@ __all__ = [
     "anchor",
     "build_bert_classifier",
     "build_bigru_student",
+    "build_gpt_student",
+    "build_gpt_teacher",
+    "gpt_teacher_from_preset",
+    "ReversibleEmbedding",
     "build_transformer_student",
     "init_from_teacher",
     "vocabulary_cut",
