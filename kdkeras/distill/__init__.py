@@ -14,6 +14,14 @@ from kdkeras.distill.logit_cache import (
     save_teacher_logits,
     teacher_logits_for,
 )
+from kdkeras.distill.topk_shards import (
+    TopKShards,
+    cache_top_k_shards,
+    fingerprint_arrays,
+    fingerprint_tokens,
+    fingerprint_weights,
+)
+from kdkeras.distill.sequence_kd import teacher_continuations
 from kdkeras.distill.teachers import EnsembleTeacher, Teacher, as_teacher, load_teacher
 from kdkeras.distill.mixing import CutMix, MixUp
 from kdkeras.distill.transformer_kd import transformer_hints, uniform_layer_map
@@ -37,6 +45,12 @@ __all__ = [
     "CutMix",
     "ViewCache",
     "cache_teacher_views",
+    "TopKShards",
+    "cache_top_k_shards",
+    "fingerprint_weights",
+    "fingerprint_tokens",
+    "fingerprint_arrays",
+    "teacher_continuations",
     "transformer_hints",
     "uniform_layer_map",
     "losses",

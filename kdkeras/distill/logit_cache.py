@@ -21,7 +21,7 @@ import tensorflow as tf
 
 from kdkeras._io import atomic_write_bytes
 from kdkeras.distill.teachers import EnsembleTeacher, as_teacher, preprocessing_task, select_output
-from kdkeras.distill.topk import KEYS, is_top_k, top_k_targets
+from kdkeras.distill.topk import CLASSES, KEYS, is_top_k, top_k_targets
 from kdkeras.validation import check_int
 
 __all__ = ["cache_teacher_logits", "teacher_logits_for", "save_teacher_logits",
@@ -166,7 +166,7 @@ def cache_teacher_logits(
     [(32, 8, 8, 1), (32,), (32, 10)]
     >>> ds = kd.cache_teacher_logits(teacher, (x[:64], y[:64]), top_k=3, temperature=2.0)
     >>> sorted(next(iter(ds))[2])
-    ['ids', 'logits', 'tail', 'temperature']
+    ['classes', 'ids', 'logits', 'tail', 'temperature']
     """
     if top_k is not None and temperature is None:
         raise ValueError(
@@ -192,7 +192,8 @@ def save_teacher_logits(path: Union[str, os.PathLike], logits) -> None:
     with :func:`load_teacher_logits`)."""
     buf = io.BytesIO()
     if is_top_k(logits):
-        np.savez(buf, **{key: np.asarray(logits[key]) for key in KEYS})
+        keys = KEYS + ((CLASSES,) if CLASSES in logits else ())  # classes: optional
+        np.savez(buf, **{key: np.asarray(logits[key]) for key in keys})
     else:
         np.save(buf, np.asarray(logits))
     atomic_write_bytes(path, buf.getvalue())

@@ -10,13 +10,25 @@ import numpy as np
 import tensorflow as tf
 
 from kdkeras.distill.batches import NO_TEACHER_MESSAGE, peek, unpack
-from kdkeras.distill.topk import IDS, TAIL, TEMPERATURE, is_top_k
+from kdkeras.distill.topk import CLASSES, IDS, TAIL, TEMPERATURE, is_top_k
+
+
+def vocabulary_mismatch(teacher_classes: int, student_classes: int) -> str:
+    """Why sequence (token-level) KD between two vocabularies is refused."""
+    return (f"teacher vocabulary V={teacher_classes} != student V={student_classes}: token-level "
+            "KD needs one tokenizer shared by teacher and student (logit i must be the same "
+            "token for both). Build the student with the teacher's tokenizer and vocab_size.")
+
 
 def shape_mismatch(source: str, t_shape, student_name: str, s_shape) -> ValueError:
     fmt = lambda shape: str(("batch",) + tuple(shape)[1:])
+    t_shape, s_shape = tuple(t_shape), tuple(s_shape)
+    why = "Both must produce logits over the same classes."
+    if len(t_shape) == len(s_shape) == 3 and t_shape[1:-1] == s_shape[1:-1]:
+        why = vocabulary_mismatch(t_shape[-1], s_shape[-1])  # [batch, T, V]: token-level KD
     return ValueError(
         f"Teacher and student outputs differ: {source} gives shape {fmt(t_shape)} but student "
-        f"'{student_name}' gives {fmt(s_shape)}. Both must produce logits over the same classes."
+        f"'{student_name}' gives {fmt(s_shape)}. {why}"
     )
 
 
@@ -85,6 +97,16 @@ def check_top_k_batch(targets, student_shape, temperature: float) -> None:
                          f"gives logits of shape {tuple(student_shape)}: one row of k ids per "
                          "example (and time step) is needed.")
     n = student_shape[-1]
+    if CLASSES in targets:  # optional key (top_k_targets adds it; older caches lack it)
+        made_for = np.unique(np.asarray(targets[CLASSES], np.int64))
+        if made_for.size and np.any(made_for != n):
+            bad = int(made_for[made_for != n][0])
+            if len(want) >= 2:  # one target per token: a language model
+                raise ValueError("The top-k teacher targets were made for another vocabulary: "
+                                 + vocabulary_mismatch(bad, n))
+            raise ValueError(f"The top-k teacher targets were made by a teacher with {bad} "
+                             f"classes, but the student has {n}. Cache the targets of a teacher "
+                             "over the student's classes.")
     if ids.size and (ids.min() < 0 or ids.max() >= n):
         bad = int(ids.min() if ids.min() < 0 else ids.max())
         raise ValueError(f"The top-k teacher targets hold class id {bad}, out of range for the "

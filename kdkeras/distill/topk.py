@@ -8,12 +8,19 @@ its probability into one *tail* bucket (as FKD does for ImageNet, Shen & Xing 20
 A top-k target is a dict of tensors, the form batches carry in place of teacher logits::
 
     {"ids": int32 [..., k], "logits": float16 [..., k],     # logits minus the top-1 logit
-     "tail": float32 [...], "temperature": float32 [...]}
+     "tail": float32 [...], "temperature": float32 [...],
+     "classes": int32 [...]}                                # optional: the teacher's classes
 
 ``tail`` is the teacher's probability outside the top k *at the temperature the targets were
 made with*; that temperature travels with the targets, and :func:`top_k_kl` (the Distiller's
 KL loss on such targets) refuses a different one. With ``k`` equal to the number of classes the
-tail is 0 and the loss equals the full :func:`~kdkeras.losses.kl_divergence`.
+tail is exactly 0 and the loss equals the full :func:`~kdkeras.losses.kl_divergence`.
+
+``classes`` is the width of the teacher's logits (its vocabulary size, for a language model).
+:func:`top_k_targets` adds it and the Distiller's preflight refuses a student of another width:
+ids below both sizes would otherwise pass, and token-level KD between two vocabularies compares
+unrelated tokens. It is optional (:func:`is_top_k` needs only the other four keys), so targets
+cached before it existed still load; the loss never reads it.
 
 Example:
 
@@ -28,22 +35,24 @@ References:
 
 from __future__ import annotations
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
 
 import numpy as np
 import tensorflow as tf
 
 from kdkeras.validation import check_int, check_temperature
 
-__all__ = ["IDS", "LOGITS", "TAIL", "TEMPERATURE", "top_k_targets", "is_top_k", "top_k_kl",
-           "check_top_k", "bytes_per_target"]
+__all__ = ["IDS", "LOGITS", "TAIL", "TEMPERATURE", "CLASSES", "top_k_targets", "is_top_k", "top_k_kl",
+           "check_top_k", "bytes_per_target", "narrow_top_k"]
 
 IDS, LOGITS, TAIL, TEMPERATURE = "ids", "logits", "tail", "temperature"
 KEYS = (IDS, LOGITS, TAIL, TEMPERATURE)
+CLASSES = "classes"  # optional: the teacher's number of classes (see the module docstring)
 
 
 def is_top_k(targets: Any) -> bool:
-    """True for a top-k target dict (keys ``ids``, ``logits``, ``tail``, ``temperature``)."""
+    """True for a top-k target dict (keys ``ids``, ``logits``, ``tail``, ``temperature``;
+    ``classes`` is optional)."""
     return isinstance(targets, dict) and all(key in targets for key in KEYS)
 
 
@@ -65,7 +74,8 @@ def top_k_targets(logits, k: int, temperature: float) -> Dict[str, np.ndarray]:
     Returns:
         dict ``ids`` (int32 ``[..., k]``, largest first), ``logits`` (float16 ``[..., k]``, each
         minus the largest, so the first is 0), ``tail`` (float32 ``[...]``, the probability of
-        the other classes at ``temperature``) and ``temperature`` (float32 ``[...]``).
+        the other classes at ``temperature``; exactly 0 when ``k`` = classes), ``temperature``
+        (float32 ``[...]``) and ``classes`` (int32 ``[...]``, the number of classes).
 
     Raises:
         ValueError: ``k`` outside [1, classes], a bad temperature, or NaN / ``+inf`` logits.
@@ -85,18 +95,54 @@ def top_k_targets(logits, k: int, temperature: float) -> Dict[str, np.ndarray]:
     order = np.argsort(-np.take_along_axis(z, ids, axis=-1), axis=-1, kind="stable")
     ids = np.take_along_axis(ids, order, axis=-1)
     top = np.take_along_axis(z, ids, axis=-1)
-    # log_softmax at T in float64, then the tail as 1 − Σ top-k probabilities.
-    scaled = z.astype(np.float64) / temperature
-    peak = np.max(scaled, axis=-1, keepdims=True)
-    log_norm = peak + np.log(np.sum(np.exp(scaled - peak), axis=-1, keepdims=True))
+    # The normaliser over the whole vocabulary in float32 (the O(classes) part: float64 made a
+    # 4,096-token × 6k-vocabulary batch 10× slower), the top-k masses in float64; the tail
+    # is 1 − Σ top-k probabilities.
+    peak = np.max(z, axis=-1, keepdims=True)
+    norm = np.sum(np.exp((z - peak) / np.float32(temperature)), axis=-1, keepdims=True)
+    log_norm = peak.astype(np.float64) / temperature + np.log(norm.astype(np.float64))
     top_mass = np.sum(np.exp(top.astype(np.float64) / temperature - log_norm), axis=-1)
-    tail = np.clip(1.0 - top_mass, 0.0, 1.0)
+    # Every class kept: no tail (the float32 normaliser would leave ~1e-7 of rounding).
+    tail = np.clip(1.0 - top_mass, 0.0, 1.0) if k < z.shape[-1] else np.zeros_like(top_mass)
     return {
         IDS: ids.astype(np.int32),
         LOGITS: (top - top[..., :1]).astype(np.float16),
         TAIL: tail.astype(np.float32),
         TEMPERATURE: np.full(tail.shape, temperature, np.float32),
+        CLASSES: np.full(tail.shape, z.shape[-1], np.int32),
     }
+
+
+def narrow_top_k(targets: Dict[str, np.ndarray], k: int,
+                 top_logits: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+    """Top-k targets derived from top-K ones (K >= k): the first k ids and logits, and the
+    tail plus the probability of ranks k..K-1.
+
+    Equals :func:`top_k_targets` with ``k`` on the full logits (barring ties at rank k).
+    ``top_logits``, the teacher's float32 logits at ``targets["ids"]``, makes the tail exact;
+    without it the stored float16 logits are used. Used by
+    :func:`~kdkeras.distill.topk_shards.cache_top_k_shards` to cache several k at once.
+
+    Args:
+        targets: a top-K target dict (numpy).
+        k: int in [1, K].
+        top_logits: float array ``[..., K]`` or None.
+
+    Returns:
+        A top-k target dict.
+    """
+    ids = np.asarray(targets[IDS])
+    k = check_top_k(k, ids.shape[-1])
+    z = np.asarray(targets[LOGITS] if top_logits is None else top_logits, np.float64)
+    temperature = np.asarray(targets[TEMPERATURE], np.float64)[..., None]
+    tail = np.asarray(targets[TAIL], np.float64)
+    rel = np.exp((z - z[..., :1]) / temperature)  # p_r / p_0 for each of the K ranks
+    p0 = (1.0 - tail) / np.sum(rel, axis=-1)
+    tail_k = np.clip(tail + p0 * np.sum(rel[..., k:], axis=-1), 0.0, 1.0)
+    out = {IDS: ids[..., :k].copy(), LOGITS: np.asarray(targets[LOGITS])[..., :k].copy(),
+           TAIL: tail_k.astype(np.float32)}
+    return {**out, **{key: np.array(targets[key]) for key in (TEMPERATURE, CLASSES)
+                      if key in targets}}
 
 
 def check_top_k(k: Any, num_classes: int) -> int:

@@ -396,6 +396,24 @@ def test_shape_mismatch_names_both_shapes(digits_data, trained_teacher):
         d.fit(x[:64], y[:64], epochs=1, verbose=0)
 
 
+def tiny_lm(vocab, name, steps=6):
+    """ids [B, steps] -> logits [B, steps, vocab]."""
+    ids = keras.Input((steps,), dtype="int32")
+    return keras.Model(ids, keras.layers.Dense(vocab)(keras.layers.Embedding(vocab, 4)(ids)),
+                       name=name)
+
+
+@pytest.mark.parametrize("teacher_v,student_v", [(60, 50), (50, 60)])
+def test_sequence_logits_of_another_vocabulary_are_refused(teacher_v, student_v):
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).integers(1, 50, (8, 6)).astype("int32")
+    d = compiled(tiny_lm(student_v, "s"), tiny_lm(teacher_v, "t"), temperature=2.0)
+    with pytest.raises(ValueError, match=rf"teacher vocabulary V={teacher_v} != student "
+                                         rf"V={student_v}: token-level KD needs one tokenizer "
+                                         "shared by teacher and student"):
+        d.fit(x, np.roll(x, -1, 1), epochs=1, verbose=0)
+
+
 @pytest.mark.parametrize("alpha", [-0.1, 1.5, "0.5", None])
 def test_alpha_out_of_range(alpha, trained_teacher):
     d = kd.Distiller(student=small_student(), teacher=trained_teacher)

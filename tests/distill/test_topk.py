@@ -127,6 +127,46 @@ def test_preflight_refuses_targets_of_another_model(trained_teacher, digits_data
     d.compile(optimizer="adam", temperature=1.0)
     with pytest.raises(ValueError, match="class id 12, out of range for the student's 10"):
         d.fit(tf.data.Dataset.from_tensor_slices((x[:32], y[:32], targets)).batch(16), verbose=0)
+    targets["ids"][0, 0] = 0
+    wide = kd.Distiller(student=kd.build_mlp_student(x.shape[1:], 12, hidden=(8,)))
+    wide.compile(optimizer="adam", temperature=1.0)
+    with pytest.raises(ValueError, match="made by a teacher with 10 classes, but the student has 12"):
+        wide.fit(tf.data.Dataset.from_tensor_slices((x[:32], y[:32], targets)).batch(16), verbose=0)
+
+
+def test_targets_record_classes_and_all_classes_leave_no_tail():
+    z = np.random.default_rng(0).normal(size=(64, 100)).astype("float32") * 3
+    full = topk.top_k_targets(z, 100, 1.0)
+    assert np.all(full["tail"] == 0.0)  # exactly: the float32 normaliser left ~1e-7
+    assert full["classes"].dtype == np.int32 and np.all(full["classes"] == 100)
+    assert full["classes"].shape == full["tail"].shape
+    old = {key: full[key] for key in topk.KEYS}  # a cache made before "classes" existed
+    assert topk.is_top_k(old)
+    np.testing.assert_allclose(topk.top_k_kl(old, z, 1.0), topk.top_k_kl(full, z, 1.0))
+
+
+def _lm(vocab, steps=6):
+    ids = kd.keras.Input((steps,), dtype="int32")
+    return kd.keras.Model(ids, kd.keras.layers.Dense(vocab)(kd.keras.layers.Embedding(vocab, 4)(ids)))
+
+
+@pytest.mark.parametrize("teacher_v,student_v", [(60, 50), (50, 60)])
+def test_preflight_refuses_targets_of_another_vocabulary(teacher_v, student_v):
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 50, (16, 6)).astype("int32")
+    logits = rng.normal(size=(16, 6, teacher_v)).astype("float32")
+    logits[..., :10] += 20.0  # top ids < 50: in range for both, so only "classes" tells
+    targets = topk.top_k_targets(logits, 4, 1.0)
+    d = kd.Distiller(student=_lm(student_v), teacher=None)
+    d.compile(optimizer="adam", temperature=1.0)
+    ds = tf.data.Dataset.from_tensor_slices((x, np.roll(x, -1, 1), targets)).batch(8)
+    with pytest.raises(ValueError, match=rf"teacher vocabulary V={teacher_v} != student "
+                                         rf"V={student_v}: token-level KD needs one tokenizer"):
+        d.fit(ds, epochs=1, verbose=0)
+    without = {key: targets[key] for key in topk.KEYS}  # older targets: not checked, still fit
+    if teacher_v < student_v:
+        ds = tf.data.Dataset.from_tensor_slices((x, np.roll(x, -1, 1), without)).batch(8)
+        assert np.isfinite(d.fit(ds, epochs=1, verbose=0).history["loss"]).all()
 
 
 def test_damaged_cache_files_are_named(tmp_path):
