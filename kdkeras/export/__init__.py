@@ -5,7 +5,8 @@ Modules: :mod:`~kdkeras.export.modes` (the quantization modes, each configuring 
 (conversion), :mod:`~kdkeras.export.evaluate` (accuracy of the file),
 :mod:`~kdkeras.export.bench` (latency), :mod:`~kdkeras.export.tflite_info` (contents and size),
 :mod:`~kdkeras.export.android` (an app-ready bundle), :mod:`~kdkeras.export.text` (text
-students as int32 ``ids``, ``mask``, ``segment_ids`` inputs).
+students as int32 ``ids``, ``mask``, ``segment_ids`` inputs), :mod:`~kdkeras.export.lm`
+(causal language models: ``ids`` -> ``logits``, decoding over the file, an app bundle).
 
 >>> from kdkeras.export import QUANTIZATIONS
 >>> QUANTIZATIONS.names()[:5]
@@ -15,6 +16,13 @@ students as int32 ``ids``, ``mask``, ``segment_ids`` inputs).
 from kdkeras.export.android import export_android
 from kdkeras.export.bench import BenchmarkResult, benchmark_keras, benchmark_tflite
 from kdkeras.export.evaluate import evaluate_tflite, predict_keras, predict_tflite, top1
+from kdkeras.export.lm import (
+    TFLiteLM,
+    export_causal_lm,
+    export_lm_bundle,
+    tflite_next_logits,
+    tflite_perplexity,
+)
 from kdkeras.export.modes import (
     QUANTIZATIONS,
     AIEdgeQuantizerMode,
@@ -37,12 +45,15 @@ __all__ = [
     "ConverterMode",
     "AIEdgeQuantizerMode",
     "BenchmarkResult",
+    "TFLiteLM",
     "benchmark_keras",
     "benchmark_tflite",
     "check_tflite_file",
     "convert",
     "evaluate_tflite",
     "export_android",
+    "export_causal_lm",
+    "export_lm_bundle",
     "export_tflite",
     "format_inspection",
     "gzip_size",
@@ -51,6 +62,8 @@ __all__ = [
     "predict_keras",
     "predict_tflite",
     "text_phone_model",
+    "tflite_next_logits",
+    "tflite_perplexity",
     "top1",
     "weight_sparsity",
 ]

@@ -1,6 +1,10 @@
 """What :func:`~kdkeras.export.convert` checks on the file it made, before anyone writes it:
 it loads in the LiteRT interpreter, gives finite outputs, and agrees with its Keras model.
 
+Sequence outputs ``[N, T, V]`` (a causal language model's logits) are compared per position:
+the top-1 token at every real position (int ids ``x`` that are not padding id 0) counts as one
+prediction.
+
 Int8 calibration on broken data (one NaN pixel in a hundred images) gives a file that loads
 and runs but agrees with its model on no example; this check turns that into an error instead
 of a file that ships.
@@ -39,6 +43,19 @@ def _confident(ref: np.ndarray) -> np.ndarray:
     return margin > 0.05 * spread
 
 
+def _predictions(out: np.ndarray, ref: np.ndarray, x: np.ndarray):
+    """Rows to compare and what they are: one per example, or one per real position for
+    outputs ``[N, T, V]``."""
+    if out.ndim < 3 or out.shape != ref.shape:
+        return out, ref, "examples"
+    real = np.ones(out.shape[:2], bool)
+    if x.ndim == 2 and x.dtype.kind in "iu" and x.shape == out.shape[:2]:
+        real = x != 0  # padding id 0: not a token the model is asked about
+    width = int(np.prod(out.shape[2:]))
+    rows = out.shape[:2] + (width,)
+    return out.reshape(rows)[real], ref.reshape(rows)[real], "token positions"
+
+
 def check_exported(data: bytes, model: Any = None, x: Optional[np.ndarray] = None, *,
                    min_agreement: float = MIN_AGREEMENT, name: str = "the converted model",
                    ) -> Dict[str, Any]:
@@ -50,7 +67,7 @@ def check_exported(data: bytes, model: Any = None, x: Optional[np.ndarray] = Non
         x: np.ndarray or None. Inputs to run (the first calibration examples); None skips the
             output checks (only loading is checked).
         min_agreement: float. Minimum top-1 agreement with ``model`` on the confident examples
-            of ``x`` (near-ties are not counted).
+            of ``x`` (near-ties are not counted); per real position for outputs ``[N, T, V]``.
         name: str. What the messages call the model.
 
     Returns:
@@ -87,6 +104,7 @@ def check_exported(data: bytes, model: Any = None, x: Optional[np.ndarray] = Non
     if model is None:
         return {"n": int(len(x)), "agreement": None}
     ref = np.asarray(predict_keras(model, x), np.float32)
+    out, ref, what = _predictions(out, ref, x)
     keep = _confident(ref)
     if keep.sum() < 8:
         return {"n": int(len(x)), "agreement": None}
@@ -94,7 +112,7 @@ def check_exported(data: bytes, model: Any = None, x: Optional[np.ndarray] = Non
     if agreement < min_agreement:
         raise ExportCheckError(
             f"The file converted from {name} agrees with its model on only "
-            f"{100 * agreement:.1f}% of {int(keep.sum())} calibration examples (minimum "
+            f"{100 * agreement:.1f}% of {int(keep.sum())} calibration {what} (minimum "
             f"{100 * min_agreement:.0f}%). The quantization broke it: check the calibration "
             "data (preprocessed like the training data, no NaN/inf), use more of it, or try "
             "quantization='dynamic'.")
