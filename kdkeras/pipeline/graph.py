@@ -4,7 +4,9 @@ Each :class:`Stage` says what it is called, when it is enabled, which stages it 
 config keys and input files its reuse key covers, what it writes into the output folder, how
 its output is saved and loaded, and its report row. The runner (:mod:`kdkeras.pipeline.runner`)
 only walks this table; adding a stage is one declaration here plus its step function in
-:mod:`kdkeras.pipeline.steps`.
+:mod:`kdkeras.pipeline.steps`. A ``task = "causal_lm"`` run walks :data:`LM_STAGES` (the same
+stage names over token windows, steps in :mod:`kdkeras.pipeline.lm_steps`); :data:`TASKS`
+maps each task to its table.
 
 Example:
 
@@ -28,8 +30,8 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple, Union
 
 import kdkeras
-from kdkeras.pipeline import steps
-from kdkeras.pipeline.config import RunConfig
+from kdkeras.pipeline import config, lm_steps, steps
+from kdkeras.pipeline.config import CAUSAL_LM, CLASSIFICATION, RunConfig
 from kdkeras.pipeline.measure import files_in
 from kdkeras.pipeline.report import TEACHER_FILE
 
@@ -136,8 +138,74 @@ STAGES: Tuple[Stage, ...] = (
           artifacts=("android/model.tflite", "android/labels.txt", "android/model.json")),
     Stage("report", steps.run_report, cached=False),
 )
+
+def _lm_export_source(cfg: RunConfig) -> tuple:
+    return ("prune",) if cfg.prune.enabled else ("distill",)
+
+
+LM_WINDOWS = ("data.sequence_length", "data.train_tokens")
+#: ``task = "causal_lm"``: the same runner and stage names over token windows; the logits
+#: stage writes the teacher's top-k cache, no QAT and no teacher file, ``android`` is the LM
+#: bundle (:mod:`kdkeras.pipeline.lm_steps`).
+LM_STAGES: Tuple[Stage, ...] = (
+    Stage("data", lm_steps.run_data, reads=("data.source", "data.wordpiece",
+                                            "data.vocabulary_size", "data.test_every"),
+          inputs=("data.source", "data.wordpiece"), artifacts=(lm_steps.VOCABULARY,),
+          save=lm_steps.save_vocabulary, load=lm_steps.load_data),
+    Stage("teacher", lm_steps.run_teacher, reads=TRAINING + ("teacher", "data.sequence_length",
+                                                             "data.teacher_tokens"),
+          needs=("data",), inputs=("teacher.path",), artifacts=lm_steps.teacher_files,
+          save=steps.save_model, load=lm_steps.load_teacher, model="teacher",
+          row=lm_steps.keras_row),
+    Stage("logits", lm_steps.run_logits, reads=("batch_size", "distill.top_k",
+                                                "distill.temperature") + LM_WINDOWS,
+          needs=("data", "teacher"), artifacts=(lm_steps.CACHE_META,), load=lm_steps.load_cache),
+    Stage("scratch", lm_steps.run_scratch,
+          reads=TRAINING + ("student", "distill.epochs", "distill.learning_rate") + LM_WINDOWS,
+          needs=("data",), enabled=lambda cfg: cfg.scratch.enabled,
+          artifacts=("student_scratch.keras",), save=steps.save_model, load=steps.load_keras,
+          model="student_scratch", row=lm_steps.keras_row),
+    Stage("distill", lm_steps.run_distill, reads=TRAINING + ("student", "distill"),
+          needs=("data", "logits"), artifacts=("student_distilled.keras",),
+          save=steps.save_model, load=steps.load_keras, model="student_distilled",
+          row=lm_steps.keras_row),
+    Stage("prune", lm_steps.run_prune, reads=KD + ("prune",), needs=("distill", "logits"),
+          enabled=lambda cfg: cfg.prune.enabled, artifacts=("student_pruned.keras",),
+          save=steps.save_model, load=steps.load_keras, model="student_pruned",
+          row=lm_steps.keras_row),
+    Stage("export", lm_steps.run_export, reads=("export.quantization",
+                                                "export.calibration_samples") + LM_WINDOWS,
+          needs=_lm_export_source, enabled=lambda cfg: cfg.export.enabled,
+          artifacts=steps.tflite_files, load=steps.load_path, aliases=("student_tflite*",),
+          row=lm_steps.tflite_row),
+    Stage("verify", lm_steps.run_verify, reads=("verify.max_perplexity_increase",
+                                                "verify.greedy_tokens", "data.test_tokens"),
+          needs=("export",), enabled=lambda cfg: cfg.verify.enabled, json_result=True),
+    Stage("android", lm_steps.run_bundle, reads=("export.android",), needs=("export",),
+          enabled=lambda cfg: cfg.export.enabled and cfg.export.android,
+          artifacts=("android/model.tflite", "android/vocab.txt", "android/model.json")),
+    Stage("report", lm_steps.run_report, cached=False),
+)
+
+#: Each ``task``'s stage table and the check that fails a run whose file lost too much.
+TASKS: Dict[str, Tuple[Tuple[Stage, ...], Callable[..., None]]] = {
+    CLASSIFICATION: (STAGES, steps.check_verified),
+    CAUSAL_LM: (LM_STAGES, lm_steps.check_verified),
+}
+assert tuple(TASKS) == config.TASKS, "every task of the config has its stage table"
 STAGE_NAMES = [s.name for s in STAGES]
 BY_NAME = {s.name: s for s in STAGES}
+
+
+def stages_for(cfg: RunConfig) -> Tuple[Stage, ...]:
+    """The stage table of ``cfg.task``."""
+    return TASKS[cfg.task][0]
+
+
+def check_run(cfg: RunConfig, verify: Optional[Dict[str, Any]], out: Path) -> None:
+    """Raises :class:`~kdkeras.pipeline.steps.VerificationError` when the run's exported file
+    failed its task's verification (after the report is written)."""
+    TASKS[cfg.task][1](cfg, verify, out)
 
 
 def stage_name(name: str) -> str:
@@ -148,8 +216,10 @@ def stage_name(name: str) -> str:
     """
     if name in BY_NAME:
         return name
-    for stage in STAGES:
-        if name == stage.model or any(fnmatch.fnmatchcase(name, p) for p in stage.aliases):
+    every = [s for table, _ in TASKS.values() for s in table]
+    for stage in every:
+        if name == stage.name or name == stage.model or any(
+                fnmatch.fnmatchcase(name, p) for p in stage.aliases):
             return stage.name
     models = [s.model for s in STAGES if s.model]
     close = difflib.get_close_matches(name, STAGE_NAMES + models, n=1)
@@ -159,12 +229,12 @@ def stage_name(name: str) -> str:
 
 def enabled_stages(cfg: RunConfig) -> List[Stage]:
     """The stages ``cfg`` runs, in order."""
-    return [s for s in STAGES if s.enabled(cfg)]
+    return [s for s in stages_for(cfg) if s.enabled(cfg)]
 
 
 def needs(cfg: RunConfig, name: str) -> Tuple[str, ...]:
     """The stages whose output ``name`` reads, under ``cfg``'s enabled stages."""
-    return BY_NAME[name].needs_for(cfg)
+    return {s.name: s for s in stages_for(cfg)}[name].needs_for(cfg)
 
 
 def downstream(cfg: RunConfig, names: Iterable[str]) -> set:
@@ -195,7 +265,7 @@ def fingerprint(path: str) -> Any:
 def stage_keys(cfg: RunConfig) -> Dict[str, str]:
     """The reuse key of every stage: config keys read, input files, keys of the stages needed."""
     keys: Dict[str, str] = {}
-    for stage in STAGES:
+    for stage in stages_for(cfg):
         blob = {
             "stage": stage.name,
             "kdkeras": kdkeras.__version__,

@@ -33,10 +33,10 @@ from typing import Any, Callable, Dict, Iterable, Optional
 from kdkeras._io import atomic_write_bytes
 from kdkeras.distill import TrainingDivergedError
 from kdkeras.pipeline.config import RunConfig
-from kdkeras.pipeline.graph import (STAGE_NAMES, Stage, downstream, enabled_stages, stage_keys,
-                                    stage_name)
+from kdkeras.pipeline.graph import (STAGE_NAMES, Stage, check_run, downstream, enabled_stages,
+                                    stage_keys, stage_name)
 from kdkeras.pipeline.lock import lock_output
-from kdkeras.pipeline.steps import Context, VerificationError, check_verified
+from kdkeras.pipeline.steps import Context, VerificationError
 
 __all__ = ["run", "Runner", "VerificationError", "STAGE_NAMES", "stage_keys"]
 
@@ -144,7 +144,7 @@ class Runner:
             # No live run writes here (we hold the lock): temporary files are a dead run's.
             self.cleanup()
             self._run_stages()
-        check_verified(self.cfg, self.state.get("verify"), self.out)
+        check_run(self.cfg, self.state.get("verify"), self.out)
         return self.state["report"]
 
     def _run_stages(self) -> None:
