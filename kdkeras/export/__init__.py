@@ -23,6 +23,7 @@ from kdkeras.export.lm import (
     tflite_next_logits,
     tflite_perplexity,
 )
+from kdkeras.export.litert_lm import export_litert_lm, run_litert_lm
 from kdkeras.export.modes import (
     QUANTIZATIONS,
     AIEdgeQuantizerMode,
@@ -53,6 +54,8 @@ __all__ = [
     "evaluate_tflite",
     "export_android",
     "export_causal_lm",
+    "export_litert_lm",
+    "run_litert_lm",
     "export_lm_bundle",
     "export_tflite",
     "format_inspection",
