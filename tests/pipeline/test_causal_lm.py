@@ -166,7 +166,7 @@ def test_init_writes_a_causal_lm_config_that_reads_back(tmp_path):
     assert cli.main(["init", str(path), "--task", "causal_lm"]) == 0
     cfg = RunConfig.from_toml(path)
     assert cfg == RunConfig.from_dict({"task": "causal_lm", "data": {"source": "sotu"}})
-    assert (cfg.data.source, cfg.export.quantization, cfg.distill.top_k) == ("sotu", "dynamic", 32)
+    assert (cfg.data.source, cfg.export.quantization, cfg.distill.top_k) == ("sotu", "dynamic", 128)
 
 
 @pytest.mark.parametrize("verify, message", [
