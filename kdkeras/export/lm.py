@@ -46,7 +46,7 @@ from kdkeras._io import atomic_replace_dir, atomic_write_bytes
 from kdkeras.export.android import _tensor_entry
 from kdkeras.export.evaluate import dequantize_output, make_interpreter
 from kdkeras.export.modes import QuantizationMode, get_mode
-from kdkeras.export.text import _rename
+from kdkeras.export.text import _rename, check_vocabulary_tokens
 from kdkeras.export.tflite import convert
 from kdkeras.export.tflite_file import check_tflite_file
 from kdkeras.export.tflite_info import inspect_tflite
@@ -212,14 +212,7 @@ def tflite_perplexity(path: str, x: Any, y: Any, sample_weight: Any = None,
 
 
 def _check_vocabulary(vocabulary: Any, size: int) -> list:
-    if isinstance(vocabulary, str) or not isinstance(vocabulary, (list, tuple)) or not vocabulary:
-        raise ValueError(f"vocabulary must be a non-empty list of tokens (index = id). "
-                         f"Received: {type(vocabulary).__name__}.")
-    bad = [(i, t) for i, t in enumerate(vocabulary)
-           if not isinstance(t, str) or not t or "\n" in t or "\r" in t][:3]
-    if bad:
-        raise ValueError("Every vocabulary token must be a non-empty one-line str (vocab.txt "
-                         f"has one per line). Received: (id, token) {bad}.")
+    vocabulary = check_vocabulary_tokens(vocabulary)
     if len(vocabulary) != size:
         raise ValueError(f"The vocabulary has {len(vocabulary)} tokens but the model's logits "
                          f"have {size}. Pass the vocabulary the model was trained with.")

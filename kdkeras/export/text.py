@@ -279,6 +279,20 @@ def embedding_rows(data: bytes) -> Optional[int]:
     return max(rows) if rows else None
 
 
+
+def check_vocabulary_tokens(vocabulary: Any) -> list:
+    """``vocabulary`` as a list, or a ValueError: it must be a non-empty list of non-empty
+    one-line strings (``vocab.txt`` holds one per line; index = token id)."""
+    if isinstance(vocabulary, str) or not isinstance(vocabulary, (list, tuple)) or not vocabulary:
+        raise ValueError(f"vocabulary must be a non-empty list of tokens (index = token id). "
+                         f"Received: {type(vocabulary).__name__}.")
+    bad = [(i, t) for i, t in enumerate(vocabulary)
+           if not isinstance(t, str) or not t or "\n" in t or "\r" in t][:3]
+    if bad:
+        raise ValueError("Every vocabulary token must be a non-empty one-line str (vocab.txt "
+                         f"has one per line). Received: (id, token) {bad}.")
+    return list(vocabulary)
+
 def check_text_bundle(data: bytes, text: bool, vocabulary: Any, tokenizer: Any,
                       normalization: Any = None) -> Optional[Dict[str, Any]]:
     """Checks the text arguments of an Android bundle; returns its ``tokenizer`` section and
@@ -333,14 +347,7 @@ def check_text_bundle(data: bytes, text: bool, vocabulary: Any, tokenizer: Any,
     if normalization is not None and normalization != {"mean": 0, "std": 1}:
         raise ValueError(f"A text model takes token ids: no normalization applies. Received: "
                          f"normalization={normalization!r}. Leave it out.")
-    if isinstance(vocabulary, str) or not isinstance(vocabulary, (list, tuple)) or not vocabulary:
-        raise ValueError(f"vocabulary must be a non-empty list of tokens (index = token id). "
-                         f"Received: {type(vocabulary).__name__}.")
-    bad = [(i, t) for i, t in enumerate(vocabulary)
-           if not isinstance(t, str) or not t or "\n" in t or "\r" in t][:3]
-    if bad:
-        raise ValueError("Every vocabulary token must be a non-empty one-line str (vocab.txt "
-                         f"has one per line). Received: (id, token) {bad}.")
+    check_vocabulary_tokens(vocabulary)
     if not isinstance(tokenizer, dict):
         raise ValueError(f"tokenizer must be a dict. Received: tokenizer={tokenizer!r}.")
     size = tokenizer.get("vocabulary_size", len(vocabulary))
