@@ -81,3 +81,31 @@ def atomic_replace_dir(tmp_dir: PathLike, out_dir: PathLike) -> None:
         os.replace(backup, out_dir)
         raise
     shutil.rmtree(backup, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def atomic_dir(out_dir: PathLike, tag: str = "tmp") -> Iterator[Path]:
+    """A temporary folder beside ``out_dir`` to fill (mode 0755, hidden name
+    ``.{name}.{tag}-*``); it replaces ``out_dir`` whole (:func:`atomic_replace_dir`) when the
+    block succeeds and is removed otherwise (an exception or Ctrl-C leaves nothing).
+
+    Example:
+
+    >>> import os, tempfile
+    >>> target = os.path.join(tempfile.mkdtemp(), "bundle")
+    >>> with atomic_dir(target) as tmp:
+    ...     _ = (tmp / "a.txt").write_text("done")
+    >>> os.listdir(target)
+    ['a.txt']
+    """
+    out_dir = Path(out_dir)
+    parent = out_dir.absolute().parent
+    parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out_dir.name}.{tag}-"))
+    os.chmod(tmp, 0o755)  # mkdtemp makes it private; a bundle is as readable as the rest
+    try:
+        yield tmp
+        atomic_replace_dir(tmp, out_dir)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -42,15 +42,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
 
-from kdkeras._io import atomic_path, atomic_replace_dir, atomic_write_bytes
+from kdkeras._io import atomic_dir, atomic_path, atomic_write_bytes
 from kdkeras.distill.fingerprint import fingerprint_arrays, fingerprint_tokens, fingerprint_weights
 from kdkeras.distill.teachers import as_teacher
 from kdkeras.distill.topk import (CLASSES, IDS, LOGITS, TAIL, TEMPERATURE, check_top_k,
@@ -215,9 +213,7 @@ def cache_top_k_shards(
     ident.setdefault("data", fingerprint_arrays(x, y, sw))
     folder = Path(folder)
     _prepare_folder(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.partial-"))
-    try:
+    with atomic_dir(folder, tag="partial") as tmp:
         writer = _ShardWriter(tmp, ks, temperature, shard_examples)
         vocabulary = None
         for start in range(0, len(x), batch_size):
@@ -244,10 +240,6 @@ def cache_top_k_shards(
             "full_logit_bytes": n * steps * vocabulary * 4, "identity": ident,
         }
         atomic_write_bytes(tmp / CACHE_FILE, json.dumps(meta, indent=1).encode())  # last
-        atomic_replace_dir(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return meta
 
 

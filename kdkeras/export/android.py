@@ -26,13 +26,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
-from kdkeras._io import atomic_replace_dir
+from kdkeras._io import atomic_dir
 from kdkeras.export.evaluate import evaluate_tflite
 from kdkeras.export.modes import QuantizationMode, get_mode
 from kdkeras.export.tflite import convert
@@ -177,11 +175,7 @@ def export_android(
             model, mode, representative_data,
             max_calibration_samples=max_calibration_samples, text_inputs=text_inputs,
         )
-    parent = os.path.dirname(os.path.abspath(out_dir))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(out_dir)}.tmp-")
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the bundle is as readable as the rest
-    try:
+    with atomic_dir(out_dir) as tmp:
         tflite_path = os.path.join(tmp, "model.tflite")
         with open(tflite_path, "wb") as f:
             f.write(data)
@@ -244,8 +238,4 @@ def export_android(
         with open(os.path.join(tmp, "model.json"), "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=2)
             f.write("\n")
-        atomic_replace_dir(tmp, out_dir)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return out_dir

@@ -37,12 +37,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
-from kdkeras._io import atomic_replace_dir, atomic_write_bytes
+from kdkeras._io import atomic_dir, atomic_write_bytes
 from kdkeras.export.android import _tensor_entry
 from kdkeras.export.evaluate import dequantize_output, make_interpreter
 from kdkeras.export.modes import QuantizationMode, get_mode
@@ -305,19 +304,11 @@ def export_lm_bundle(tflite_path: str, folder: str, vocabulary: Sequence[str],
         "size_bytes": info["size_bytes"], "gzip_bytes": info["gzip_bytes"],
         "op_counts": info["op_counts"],
     }
-    parent = os.path.dirname(os.path.abspath(folder))
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(dir=parent, prefix=f".{os.path.basename(folder)}.tmp-")
-    os.chmod(tmp, 0o755)
-    try:
+    with atomic_dir(folder) as tmp:
         shutil.copyfile(lm.path, os.path.join(tmp, "model.tflite"))
         with open(os.path.join(tmp, "vocab.txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(vocabulary) + "\n")
         with open(os.path.join(tmp, "model.json"), "w", encoding="utf-8") as f:
             json.dump(spec, f, indent=2)
             f.write("\n")
-        atomic_replace_dir(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
