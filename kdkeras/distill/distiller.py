@@ -139,6 +139,9 @@ class Distiller(keras.Model):
         self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
         self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
         self.hint_loss_tracker = keras.metrics.Mean(name="hint_loss")
+        # The logs are metric results, already the same on every replica; tf-keras's "auto"
+        # sums them over the workers of a MultiWorkerMirroredStrategy (loss logged N times).
+        self.distribute_reduction_method = "first"
         # Global step of the first non-finite loss (-1: none). Read by DivergenceGuard.
         self._bad_step = tf.Variable(
             -1, dtype=tf.int64, trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
@@ -388,7 +391,10 @@ class Distiller(keras.Model):
                 "sample_weight= and class_weight= cannot be used. Feed dict batches "
                 "{'x', 'y', 'teacher_logits', 'sample_weight'} with per-example weights instead."
             )
-        self.preflight(params["x"], params["y"], params.get("sample_weight"))
+        # In the strategy's scope, as Keras's fit runs: a student with TF-MOT pruning wrappers
+        # assigns its masked weights on every call, which a MirroredVariable refuses outside it.
+        with self.distribute_strategy.scope():
+            self.preflight(params["x"], params["y"], params.get("sample_weight"))
         callbacks = fit_callbacks(self.student, params.get("callbacks"))
         guard = DivergenceGuard(self._bad_step)
         callbacks.append(guard)

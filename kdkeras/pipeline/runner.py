@@ -36,6 +36,8 @@ from kdkeras.pipeline.config import RunConfig
 from kdkeras.pipeline.graph import (STAGE_NAMES, Stage, check_run, downstream, enabled_stages,
                                     stage_keys, stage_name)
 from kdkeras.pipeline.lock import lock_output
+from kdkeras.pipeline.strategy import (describe, make_strategy, remove_worker_folder,
+                                       worker_count, worker_folder)
 from kdkeras.pipeline.steps import Context, VerificationError
 
 __all__ = ["run", "Runner", "VerificationError", "STAGE_NAMES", "stage_keys"]
@@ -70,6 +72,10 @@ class Runner:
     def __init__(self, cfg: RunConfig, out: str | os.PathLike, *, force: Iterable[str] = (),
                  verbose: int = 0, log: Callable[[str], None] = print):
         self.cfg, self.out, self.log = cfg, Path(out), log
+        # The run's first TensorFlow work: multi-worker and TPU strategies set up the runtime.
+        # A worker that is not the chief writes into a temporary folder (see strategy.py).
+        self.strategy = make_strategy(cfg.strategy)
+        self.chief_out, self.out = self.out, worker_folder(self.strategy, self.out)
         self.stages = enabled_stages(cfg)
         enabled = [s.name for s in self.stages]
         forced = []
@@ -80,6 +86,8 @@ class Runner:
                                  f"Enabled stages: {', '.join(enabled)}")
             forced.append(name)
         self.redo = downstream(cfg, forced)
+        if worker_count(self.strategy) > 1:  # every worker must take the same steps
+            self.redo = set(enabled)
         self.keys = stage_keys(cfg)
         self.state: Dict[str, Any] = {}  # outputs of the stages (models, arrays, paths, dicts)
         self.ids: Dict[str, Optional[str]] = {}  # which run of each stage made its artifacts
@@ -140,11 +148,17 @@ class Runner:
     # ------------------------------------------------------------------ running
     def run(self) -> Dict[str, Any]:
         check_writable(self.out)
-        with lock_output(self.out, self.say):
-            # No live run writes here (we hold the lock): temporary files are a dead run's.
-            self.cleanup()
-            self._run_stages()
-        check_run(self.cfg, self.state.get("verify"), self.out)
+        if self.cfg.strategy != "default":
+            self.say(describe(self.strategy, self.cfg.strategy))
+        try:
+            # Every model is built, compiled and fitted in the strategy's scope.
+            with lock_output(self.out, self.say), self.strategy.scope():
+                # No live run writes here (we hold the lock): temporary files are a dead run's.
+                self.cleanup()
+                self._run_stages()
+            check_run(self.cfg, self.state.get("verify"), self.out)
+        finally:
+            remove_worker_folder(self.out, self.chief_out)
         return self.state["report"]
 
     def _run_stages(self) -> None:
