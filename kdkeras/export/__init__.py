@@ -4,7 +4,9 @@ Modules: :mod:`~kdkeras.export.modes` (the quantization modes, each configuring 
 :mod:`~kdkeras.export.calibration` (representative data), :mod:`~kdkeras.export.tflite`
 (conversion), :mod:`~kdkeras.export.evaluate` (accuracy of the file),
 :mod:`~kdkeras.export.bench` (latency), :mod:`~kdkeras.export.tflite_info` (contents and size),
-:mod:`~kdkeras.export.android` (an app-ready bundle), :mod:`~kdkeras.export.text` (text
+:mod:`~kdkeras.export.android` (an app-ready bundle; a MediaPipe drop-in for images through
+:mod:`~kdkeras.export.mediapipe_bundle`, :mod:`~kdkeras.export.mediapipe_adapter` and the
+second environment of :mod:`~kdkeras.export.mediapipe_env`), :mod:`~kdkeras.export.text` (text
 students as int32 ``ids``, ``mask``, ``segment_ids`` inputs), :mod:`~kdkeras.export.lm`
 (causal language models: ``ids`` -> ``logits``, decoding over the file, an app bundle).
 
@@ -24,6 +26,14 @@ from kdkeras.export.lm import (
     tflite_perplexity,
 )
 from kdkeras.export.litert_lm import export_litert_lm, run_litert_lm
+from kdkeras.export.mediapipe_adapter import rgb_adapter
+from kdkeras.export.mediapipe_bundle import check_mediapipe, read_mediapipe_metadata
+from kdkeras.export.mediapipe_env import (
+    MediaPipeError,
+    MediaPipeUnavailable,
+    create_mediapipe_env,
+    mediapipe_status,
+)
 from kdkeras.export.modes import (
     QUANTIZATIONS,
     AIEdgeQuantizerMode,
@@ -46,10 +56,14 @@ __all__ = [
     "ConverterMode",
     "AIEdgeQuantizerMode",
     "BenchmarkResult",
+    "MediaPipeError",
+    "MediaPipeUnavailable",
     "TFLiteLM",
     "benchmark_keras",
     "benchmark_tflite",
+    "check_mediapipe",
     "check_tflite_file",
+    "create_mediapipe_env",
     "convert",
     "evaluate_tflite",
     "export_android",
@@ -62,8 +76,11 @@ __all__ = [
     "gzip_size",
     "inspect_tflite",
     "load_model",
+    "mediapipe_status",
     "predict_keras",
     "predict_tflite",
+    "read_mediapipe_metadata",
+    "rgb_adapter",
     "text_phone_model",
     "tflite_next_logits",
     "tflite_perplexity",

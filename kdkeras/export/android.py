@@ -8,6 +8,13 @@ quantization parameters of integer inputs/outputs (``q = round(input / scale) + 
 ``value = (q - zero_point) * scale``), the class names in output order, and, when evaluation
 data is given, the accuracy measured on the exported file itself.
 
+An image classifier's ``model.tflite`` is a drop-in for MediaPipe Tasks' ``ImageClassifier``
+(:mod:`kdkeras.export.mediapipe_bundle`): RGB input (a grayscale model averages the 3
+channels inside the file), MediaPipe's own metadata (normalization, labels), and, with
+evaluation data, MediaPipe's top-1 checked against the file's; ``model.json``'s ``mediapipe``
+section says what was done, or why not (a mode with int8 input, a text model, no MediaPipe
+environment).
+
 The bundle is built in a temporary directory next to ``out_dir`` and renamed into place only
 when complete, so a failure never leaves half a bundle (and an old bundle stays intact).
 
@@ -26,12 +33,14 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from typing import Any, Dict, Optional, Sequence, Union
 
 import numpy as np
 
 from kdkeras._io import atomic_dir
 from kdkeras.export.evaluate import evaluate_tflite
+from kdkeras.export.mediapipe_bundle import check_mediapipe, mediapipe_ready
 from kdkeras.export.modes import QuantizationMode, get_mode
 from kdkeras.export.tflite import convert
 from kdkeras.export.tflite_file import check_tflite_file
@@ -40,6 +49,8 @@ from kdkeras.export.tflite_info import inspect_tflite
 
 BUNDLE_FORMAT = "kdkeras-android-bundle"
 BUNDLE_FILES = ("model.tflite", "labels.txt", "model.json", "vocab.txt")
+ADAPTER_NOTE = ("; the input has 3 channels (RGB), averaged to the one gray channel the model was "
+                "trained on inside the file: give a gray image as 3 equal channels")
 
 
 def _check_labels(labels: Any) -> list:
@@ -102,6 +113,7 @@ def export_android(
     vocabulary: Optional[Sequence[str]] = None,
     tokenizer: Optional[Dict[str, Any]] = None,
     text_inputs: Optional[bool] = None,
+    mediapipe: Optional[bool] = None,
 ) -> str:
     """Writes ``model.tflite``, ``labels.txt`` and ``model.json`` to ``out_dir``, atomically.
 
@@ -112,8 +124,8 @@ def export_android(
 
     Args:
         model: a tf-keras or Keras 3 model or a saved-model path (see ``export_tflite``), or
-            a ``.tflite`` file, bundled byte for byte (``quantization`` is then only recorded:
-            pass the mode it was converted with).
+            a ``.tflite`` file, bundled as it is (but for ``mediapipe``; ``quantization`` is
+            then only recorded: pass the mode it was converted with).
         out_dir: str. Bundle directory. An existing bundle there is replaced whole; a non-empty
             directory that is not a kdkeras bundle is refused.
         labels: list of str. Class names in the order of the model's output units.
@@ -133,6 +145,16 @@ def export_android(
             "vocabulary_size": 30522}`` (``SplitData.tokenizer``); required with
             ``vocabulary``. ``vocabulary_file`` is set to ``"vocab.txt"``.
         text_inputs: None, True or False. See ``export_tflite``.
+        mediapipe: None, True or False. None (default): an image classifier in a mode
+            MediaPipe takes (float32 input: ``none``, ``float16``, ``dynamic``, ``int8``,
+            ``dynamic_wi8_afp32``) is made a drop-in for MediaPipe Tasks' ``ImageClassifier``:
+            a grayscale model gets the RGB input adapter (its 3 channels averaged to gray inside
+            the file) and the file gets MediaPipe's metadata (normalization, labels) when the
+            MediaPipe environment exists (:mod:`kdkeras.export.mediapipe_env`); with
+            ``x_eval``, MediaPipe's ImageClassifier then classifies the images and its top-1 is
+            compared with the file's (``model.json``'s ``mediapipe.check``). Any other model
+            or mode is bundled as converted, and ``model.json`` says why. True: require all
+            that (raise otherwise). False: bundle the file as converted.
 
     Returns:
         ``out_dir`` as a string.
@@ -142,7 +164,10 @@ def export_android(
             normalization, half-given eval data, a non-bundle directory, a vocabulary missing
             for a text model (or given for another), a vocabulary whose size differs from
             ``tokenizer["vocabulary_size"]`` or is smaller than the model's embedding table,
-            normalization given for a text model, or any ``export_tflite`` error.
+            normalization given for a text model, ``mediapipe=True`` for a model or mode
+            MediaPipe cannot run, or any ``export_tflite`` error.
+        MediaPipeUnavailable: ``mediapipe=True`` without the MediaPipe environment.
+        MediaPipeError: MediaPipe's metadata writer or classifier failed (stderr shown).
     """
     import kdkeras
 
@@ -191,9 +216,20 @@ def export_android(
                 f"(output shape {out['shape']}). Received: labels={labels!r}. Pass one name per "
                 "output unit, in output order."
             )
+        data, mp = mediapipe_ready(data, info["inputs"], info["outputs"], labels, norm,
+                                   mode.name, mediapipe)
+        if mp["input_adapter"] or mp["metadata"]:
+            with open(tflite_path, "wb") as f:
+                f.write(data)
+            info = inspect_tflite(tflite_path)
         evaluation = None
         if x_eval is not None:
-            evaluation = evaluate_tflite(tflite_path, x_eval, y_eval)
+            x_file = np.repeat(x_eval, 3, axis=-1) if mp["input_adapter"] else x_eval
+            evaluation = evaluate_tflite(tflite_path, x_file, y_eval)
+            mp["check"] = (check_mediapipe(tflite_path, x_eval, norm) if mp["ready"] else
+                           {"status": "skipped", "reason": mp["reason"]})
+            if mp["check"]["status"] == "failed":
+                warnings.warn(f"MediaPipe check of {out_dir}: {mp['check']['reason']}.")
         with open(os.path.join(tmp, "labels.txt"), "w", encoding="utf-8") as f:
             f.write("\n".join(labels) + "\n")
         if text:
@@ -206,12 +242,13 @@ def export_android(
             "model_file": "model.tflite",
             "labels_file": "labels.txt",
             "quantization": mode.name,
-            "input": _tensor_entry(info["inputs"][0]),
+            "input": dict(_tensor_entry(info["inputs"][0]), adapter=mp["input_adapter"]),
             "output": _tensor_entry(out),
             "normalization": norm,
             "preprocessing": (
                 "input = (raw - mean) / std; if input.quantization is set: "
                 "q = clamp(round(input / scale) + zero_point) in input.dtype"
+                + (ADAPTER_NOTE if mp["input_adapter"] else "")
             ),
             "postprocessing": (
                 "if output.quantization is set: value = (q - zero_point) * scale; "
@@ -224,6 +261,7 @@ def export_android(
             "size_bytes": info["size_bytes"],
             "gzip_bytes": info["gzip_bytes"],
             "op_counts": info["op_counts"],
+            "mediapipe": mp,
         }
         if text:
             spec.pop("normalization")

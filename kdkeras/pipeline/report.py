@@ -9,7 +9,8 @@ many texts were cut to the sequence length), ``exported_from`` (the model row th
 ``.tflite`` file was converted from), ``evaluation`` (per model: ``per_class`` precision / recall / F1 and
 the ``confusion_matrix``), ``warnings`` (a compression stage that raised the nonzero count of the
 model it was made from), ``skipped`` (``{row or stage: why}`` of the stages skipped at run time,
-e.g. no ``teacher_tflite_float32`` row for a teacher that takes raw text), ``verify``, ``stages``
+e.g. no ``teacher_tflite_float32`` row for a teacher that takes raw text), ``verify`` (with
+``mediapipe``: the Android bundle run by MediaPipe Tasks, or why it was skipped), ``stages``
 (seconds, reused) and ``seconds``. Every accuracy is measured on the held-out test split; the
 ``.tflite`` rows (the shipped student's and the teacher's float32 file) on the files themselves,
 with their top-1 ``agreement_with_keras`` (None for Keras rows). The rows are measured by
@@ -134,6 +135,7 @@ def markdown(report: Dict[str, Any]) -> str:
         lines += ["", f"Verified: the .tflite file agrees with its Keras model on "
                       f"{100 * v['agreement_with_keras']:.2f}% of {v['n']:,} test examples "
                       f"(accuracy {100 * v['accuracy']:.2f}% vs {100 * v['keras_accuracy']:.2f}%)."]
+        lines += _mediapipe_lines(v.get("mediapipe"))
     stages = ", ".join(f"{k} {t['seconds']:.0f} s" + (" (reused)" if t["reused"] else "")
                        for k, t in report["stages"].items())
     lines += _per_class_markdown(report)
@@ -143,6 +145,33 @@ def markdown(report: Dict[str, Any]) -> str:
     lines += config_toml(report["config"])
     lines += ["```", ""]
     return "\n".join(lines)
+
+
+def _mediapipe_lines(check: Optional[Dict[str, Any]]) -> List[str]:
+    """The Android bundle run by MediaPipe Tasks (``verify.mediapipe``), or why it was not.
+
+    >>> _mediapipe_lines({"status": "skipped", "reason": "no MediaPipe environment"})
+    ['', 'MediaPipe check of android/model.tflite: skipped: no MediaPipe environment.']
+    """
+    if not check:
+        return []
+    if check["status"] == "skipped":
+        return ["", f"MediaPipe check of android/model.tflite: skipped: {check['reason']}."]
+    verdict = ("passed" if check["status"] == "passed" else
+               f"**FAILED** (required {100 * check['min_agreement']:.1f}%)")
+    return ["", f"MediaPipe check of android/model.tflite: MediaPipe "
+                f"{check['mediapipe_version']} Tasks' {check['task']} gives the same top-1 as "
+                f"the LiteRT interpreter on {100 * check['agreement']:.2f}% of {check['n']:,} "
+                f"test examples ({check['disagreements']} differ): {verdict}."]
+
+
+def reported_mediapipe(out: Path) -> Optional[Dict[str, Any]]:
+    """``verify.mediapipe`` of the ``report.json`` in ``out`` (None: no report or no check)."""
+    try:
+        report = json.loads((Path(out) / "report.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return (report.get("verify") or {}).get("mediapipe")
 
 
 def _shipped(report: Dict[str, Any]):

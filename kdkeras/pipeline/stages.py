@@ -373,7 +373,9 @@ def verify(cfg: RunConfig, path: str, keras_model, data: SplitData) -> Dict[str,
 
 
 def android(cfg: RunConfig, tflite_path: str, data: SplitData, out_dir: Path) -> str:
-    """The Android bundle (``model.tflite``, ``labels.txt``, ``model.json``) of the exported file."""
+    """The Android bundle (``model.tflite``, ``labels.txt``, ``model.json``) of the exported file;
+    an image classifier's is a MediaPipe drop-in, checked with MediaPipe's ImageClassifier on the
+    test split (``model.json``'s ``mediapipe``; see :func:`kdkeras.export_android`)."""
     from kdkeras.export import export_android
 
     vocabulary, tokenizer = bundle_vocabulary(data)

@@ -19,6 +19,8 @@ from typing import Any, Callable, Dict, Optional, Sequence
 from kdkeras._io import atomic_path
 from kdkeras.data import SplitData
 from kdkeras.distill import load_teacher_logits, save_teacher_logits
+from kdkeras.export.mediapipe_bundle import bundle_check
+from kdkeras.export.mediapipe_env import find_python
 from kdkeras.models import load_model
 from kdkeras.pipeline import measure as M
 from kdkeras.pipeline import report as R
@@ -27,7 +29,9 @@ from kdkeras.pipeline.config import RunConfig
 
 
 class VerificationError(RuntimeError):
-    """The exported file's accuracy fell more than ``verify.max_accuracy_drop`` below its model."""
+    """The exported file's accuracy fell more than ``verify.max_accuracy_drop`` below its model,
+    or MediaPipe's top-1 on the Android bundle differs from the file's on more than 0.5% of the
+    test examples."""
 
 
 @dataclasses.dataclass
@@ -287,7 +291,31 @@ def run_android(ctx: Context) -> str:
     tokenizer = S.bundle_vocabulary(ctx.data)[1]
     ctx.say("android: bundle model.tflite, labels.txt, model.json"
             + (f", vocab.txt ({tokenizer['type']} tokenizer in model.json)" if tokenizer else ""))
-    return S.android(ctx.cfg, ctx.get("export"), ctx.data, ctx.out / "android")
+    out = S.android(ctx.cfg, ctx.get("export"), ctx.data, ctx.out / "android")
+    check = bundle_check(Path(out))
+    if check["status"] == "skipped":
+        ctx.say(f"android: MediaPipe check skipped: {check['reason']}")
+    else:
+        ctx.say(f"android: MediaPipe {check['mediapipe_version']} {check['task']} gives the "
+                f"file's top-1 on {100 * check['agreement']:.2f}% of {check['n']:,} test "
+                f"examples ({check['status']}; required {100 * check['min_agreement']:.1f}%)")
+    return out
+
+
+def mediapipe_check(ctx: Context) -> Dict[str, Any]:
+    """``report.json``'s ``verify.mediapipe``: the Android bundle run by MediaPipe Tasks (read
+    from its ``model.json``, so a reused bundle reports the check it was made with), or why
+    there is no check."""
+    if not ctx.enabled("android"):
+        why = ctx.skipped.get("android") or "export.android = false"
+        return {"status": "skipped", "reason": f"no Android bundle in this run ({why})"}
+    check = bundle_check(ctx.out / "android")
+    if (check["status"] == "skipped" and ctx.timing.get("android", {}).get("reused")
+            and "no MediaPipe environment" in (check["reason"] or "")
+            and find_python()[0] is not None):
+        check["reason"] += ("; the MediaPipe environment exists now: run again with "
+                            "--force android")
+    return check
 
 
 def run_report(ctx: Context) -> Dict[str, Any]:
@@ -295,6 +323,8 @@ def run_report(ctx: Context) -> Dict[str, Any]:
     rows = [stage.row(ctx, stage) for stage in ctx.stages
             if stage.row is not None and ctx.enabled(stage.name)]
     verify = ctx.get("verify") if ctx.enabled("verify") else None
+    if verify is not None:
+        verify = {**verify, "mediapipe": mediapipe_check(ctx)}
     skipped = {s.model or s.name: ctx.skipped[s.name] for s in ctx.stages
                if s.name in ctx.skipped}
     models = {s.name: s.model for s in ctx.stages}
@@ -307,7 +337,9 @@ def run_report(ctx: Context) -> Dict[str, Any]:
 
 
 def check_verified(cfg: RunConfig, verify: Optional[Dict[str, Any]], out: Path) -> None:
-    """Raises :class:`VerificationError` when the ``.tflite`` file lost too much accuracy."""
+    """Raises :class:`VerificationError` when the ``.tflite`` file lost too much accuracy, or
+    when MediaPipe's top-1 on the Android bundle differs from the file's too often (as
+    ``report.json``'s ``verify.mediapipe`` says)."""
     if verify and verify["accuracy_drop"] > cfg.verify.max_accuracy_drop:
         raise VerificationError(
             f"The exported .tflite file scores {100 * verify['accuracy']:.2f}% on the test split, "
@@ -316,6 +348,11 @@ def check_verified(cfg: RunConfig, verify: Optional[Dict[str, Any]], out: Path) 
             f"{cfg.verify.max_accuracy_drop}. The report is in {out}; try "
             "export.quantization = \"dynamic\" or more calibration samples."
         )
+    check = R.reported_mediapipe(out) if verify else None
+    if check and check["status"] == "failed":
+        raise VerificationError(
+            f"MediaPipe check of the Android bundle failed: {check['reason']}. The report is in "
+            f"{out}; the bundle is {out / 'android'}.")
 
 
 # ----------------------------------------------------------------------------- report rows

@@ -96,7 +96,7 @@ def test_an_exported_tflite_file_is_bundled_byte_for_byte(tmp_path, model, data)
     x, y = data
     path = export_tflite(model, str(tmp_path / "m.tflite"), "int8", representative_data=x)
     out = export_android(path, str(tmp_path / "android"), labels=LABELS, quantization="int8",
-                         x_eval=x, y_eval=y)
+                         x_eval=x, y_eval=y, mediapipe=False)  # default: the MediaPipe drop-in
     assert open(os.path.join(out, "model.tflite"), "rb").read() == open(path, "rb").read()
     spec = json.load(open(os.path.join(out, "model.json")))
     assert spec["accuracy"] == evaluate_tflite(path, x, y)["accuracy"]
