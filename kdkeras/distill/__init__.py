@@ -21,6 +21,7 @@ from kdkeras.distill.topk_shards import (
     fingerprint_tokens,
     fingerprint_weights,
 )
+from kdkeras.distill.topk_sampled import sampled_top_k_targets
 from kdkeras.distill.sequence_kd import teacher_continuations
 from kdkeras.distill.teachers import EnsembleTeacher, Teacher, as_teacher, load_teacher
 from kdkeras.distill.mixing import CutMix, MixUp
@@ -47,6 +48,7 @@ __all__ = [
     "cache_teacher_views",
     "TopKShards",
     "cache_top_k_shards",
+    "sampled_top_k_targets",
     "fingerprint_weights",
     "fingerprint_tokens",
     "fingerprint_arrays",

@@ -53,6 +53,7 @@ from kdkeras.distill.fingerprint import fingerprint_arrays, fingerprint_tokens, 
 from kdkeras.distill.teachers import as_teacher
 from kdkeras.distill.topk import (CLASSES, IDS, LOGITS, TAIL, TEMPERATURE, check_top_k,
                                   narrow_top_k, top_k_targets)
+from kdkeras.distill.topk_sampled import TAILS, sampled_top_k_targets
 from kdkeras.validation import check_int, check_temperature
 
 __all__ = ["cache_top_k_shards", "TopKShards", "fingerprint_weights", "fingerprint_tokens",
@@ -164,13 +165,19 @@ def cache_top_k_shards(
     batch_size: int = 32,
     shard_examples: int = 1024,
     identity: Optional[Dict[str, str]] = None,
+    tail: str = "bucket",
+    seed: int = 0,
 ) -> Dict[str, Any]:
     """Runs the teacher once over ``data`` and writes its top-k targets for each k, in shards.
 
-    Each batch's full logits are reduced to the largest k's targets with
-    :func:`~kdkeras.distill.topk.top_k_targets`, and each smaller k is derived from those
-    (:func:`~kdkeras.distill.topk.narrow_top_k`, exact); then the logits are dropped, so
-    memory holds one batch of logits and one shard of targets, never the corpus's logits.
+    With ``tail="bucket"`` each batch's full logits are reduced to the largest k's targets
+    with :func:`~kdkeras.distill.topk.top_k_targets`, and each smaller k is derived from those
+    (:func:`~kdkeras.distill.topk.narrow_top_k`, exact). With ``tail="sampled"`` each k gets
+    its own :func:`~kdkeras.distill.topk_sampled.sampled_top_k_targets` (half the slots
+    exact, half drawn from the teacher's tail; an unbiased estimate of the full distribution,
+    which the bucket is not: for a language model it is the one that pays, see README). Then
+    the logits are dropped, so memory holds one batch of logits and one shard of targets,
+    never the corpus's logits.
 
     Args:
         teacher: anything :func:`~kdkeras.distill.as_teacher` accepts; called once per batch.
@@ -186,16 +193,21 @@ def cache_top_k_shards(
             fingerprint_tokens(vocabulary, ...)}``; ``teacher`` (:func:`fingerprint_weights`)
             and ``data`` (:func:`fingerprint_arrays` of x, y, sample_weight) are added unless
             given here.
+        tail: ``"bucket"`` or ``"sampled"``. How the teacher's mass outside the top k is kept
+            (above); recorded in ``cache.json`` and checked by :meth:`TopKShards.open`.
+        seed: int. The seed of the draws of a sampled tail (the same seed, teacher and data
+            give the same cache).
 
     Returns:
         The metadata written to ``cache.json``: ``format``, ``version``, ``top_k``,
         ``temperature``, ``vocabulary_size``, ``examples``, ``tokens`` (sum of sample_weight),
         ``shard_examples``, ``shards`` (name, examples, tokens each), ``file_sizes`` (per k, per
         shard), ``bytes`` (per k: the ids, logits and tail arrays), ``full_logit_bytes``
-        (``N·T·V·4``), ``identity`` and ``batch_size``.
+        (``N·T·V·4``), ``identity``, ``batch_size``, ``tail`` and ``seed``.
 
     Raises:
-        ValueError: bad ``top_k`` (< 1 or above the vocabulary), temperature, sizes or data,
+        ValueError: bad ``top_k`` (< 1 or above the vocabulary), temperature, sizes, data or
+            ``tail``,
             a folder holding other files, or a teacher that cannot be fingerprinted without
             ``identity={"teacher": ...}``.
     """
@@ -203,6 +215,9 @@ def cache_top_k_shards(
     temperature = check_temperature(temperature)
     batch_size = check_int(batch_size, "batch_size", 1)
     shard_examples = check_int(shard_examples, "shard_examples", 1)
+    if tail not in TAILS:
+        raise ValueError(f"tail must be one of {list(TAILS)}. Received: tail={tail!r}")
+    rng = np.random.default_rng(check_int(seed, "seed", 0))
     x, y, sw = _check_data(data)
     t = as_teacher(teacher)
     if t is None:
@@ -223,11 +238,15 @@ def cache_top_k_shards(
                 vocabulary = int(logits.shape[-1])
                 for k in ks:
                     check_top_k(k, vocabulary)
-            top = top_k_targets(logits, ks[-1], temperature)
-            exact = np.take_along_axis(logits, top[IDS], axis=-1)
-            del logits  # one batch of full logits at a time
             part = {"x": x[start:stop], "y": y[start:stop], "sample_weight": sw[start:stop]}
-            part.update({k: narrow_top_k(top, k, exact) for k in ks})
+            if tail == "sampled":
+                part.update({k: sampled_top_k_targets(logits, k, temperature, seed=rng)
+                             for k in ks})
+            else:
+                top = top_k_targets(logits, ks[-1], temperature)
+                exact = np.take_along_axis(logits, top[IDS], axis=-1)
+                part.update({k: narrow_top_k(top, k, exact) for k in ks})
+            del logits  # one batch of full logits at a time
             writer.add(part, last=stop >= len(x))
         n, steps = len(x), int(np.prod(x.shape[1:], dtype=np.int64))
         meta = {
@@ -238,6 +257,7 @@ def cache_top_k_shards(
             "dtypes": {key: a.dtype.str for key, a in zip(DATA_KEYS, (x, y, sw))},
             "shards": writer.shards, "file_sizes": writer.files, "bytes": writer.nbytes,
             "full_logit_bytes": n * steps * vocabulary * 4, "identity": ident,
+            "tail": tail, "seed": int(seed),
         }
         atomic_write_bytes(tmp / CACHE_FILE, json.dumps(meta, indent=1).encode())  # last
     return meta
@@ -278,7 +298,8 @@ class TopKShards:
 
     @classmethod
     def open(cls, folder: Union[str, os.PathLike], top_k: int,
-             expect: Optional[Dict[str, str]] = None) -> "TopKShards":
+             expect: Optional[Dict[str, str]] = None, tail: Optional[str] = None
+             ) -> "TopKShards":
         """Opens the cache's targets for ``top_k``, checking its identity and shard files.
 
         Args:
@@ -286,14 +307,16 @@ class TopKShards:
             top_k: int. One of the cached k values.
             expect: dict or None. Identity entries the cache must match, e.g.
                 ``{"teacher": fingerprint_weights(teacher), "tokenizer": ...}``.
+            tail: ``"bucket"``, ``"sampled"`` or None. The tail the cache must hold (None:
+                either; caches written before the choice existed hold a bucket).
 
         Returns:
             A :class:`TopKShards`.
 
         Raises:
             FileNotFoundError: no ``cache.json`` in ``folder``.
-            ValueError: a damaged ``cache.json``, a k that was not cached, an identity that
-                differs from ``expect``, or a missing or truncated shard file (named).
+            ValueError: a damaged ``cache.json``, a k not cached, an identity that differs from
+                ``expect``, another ``tail``, or a missing or truncated shard file (named).
         """
         folder = Path(folder)
         meta = _read_meta(folder)
@@ -312,6 +335,11 @@ class TopKShards:
                     f"This cache was made by {WHAT.get(key, f'another {key}')}: {key} "
                     f"fingerprint {have} != {want}. Delete the folder {folder} or point at the "
                     "right one.")
+        have = meta.get("tail", "bucket")
+        if tail is not None and have != tail:
+            raise ValueError(f"The cache at {folder} holds a {have!r} tail, not a {tail!r} one. "
+                             "Rebuild it (cache_top_k_shards(..., tail="
+                             f"{tail!r}); in kdkeras run: --force logits).")
         cache = cls(folder, k, meta)
         for path, size in zip(cache.paths, meta["file_sizes"][str(k)]):
             if not path.exists():
@@ -334,6 +362,11 @@ class TopKShards:
     def nbytes(self) -> int:
         """Bytes of this k's targets (ids, logits, tail), not the windows."""
         return int(self.metadata["bytes"][str(self.top_k)])
+
+    @property
+    def tail(self) -> str:
+        """``"bucket"`` or ``"sampled"``: how the teacher's mass outside the top k is kept."""
+        return str(self.metadata.get("tail", "bucket"))
 
     @property
     def temperature(self) -> float:

@@ -32,7 +32,7 @@ from kdkeras.pipeline.toml_format import config_toml
 
 MODEL_FIELDS = ("name", "format", "perplexity", "params", "nonzero_params", "size_bytes",
                 "gzip_bytes", "tokens_per_s", "path")
-CACHE_FIELDS = ("top_k", "tokens", "bytes", "full_logit_bytes", "identity")
+CACHE_FIELDS = ("top_k", "tail", "tokens", "bytes", "full_logit_bytes", "identity")
 COLUMNS = [("model", "name", "str"), ("format", "format", "str"),
            ("perplexity", "perplexity", "ppl"), ("params", "params", "int"),
            ("nonzero params", "nonzero_params", "int"), ("file bytes", "size_bytes", "int"),
@@ -113,7 +113,10 @@ def markdown(report: Dict[str, Any]) -> str:
     if cache.get("bytes"):
         k = cache["top_k"][0]
         size = cache["bytes"][str(k)]
-        lines += ["", f"Top-k cache: the teacher's top-{k} logits per token, {size:,} bytes for "
+        what = (f"the teacher's top-{k // 2} probabilities and {k - k // 2} tokens drawn from "
+                "the rest of its distribution" if cache.get("tail") == "sampled" else
+                f"the teacher's top-{k} logits and their tail mass")
+        lines += ["", f"Top-k cache: {what} per token, {size:,} bytes for "
                       f"{cache['tokens']:,.0f} tokens ({cache['full_logit_bytes'] / size:.0f}x "
                       f"less than the full logits, {cache['full_logit_bytes']:,} bytes)."]
     v = report.get("verify")

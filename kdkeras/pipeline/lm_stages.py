@@ -33,6 +33,9 @@ LM_TEACHER_LR = 1e-3
 #: The folder of the teacher's top-k cache in the output folder; its ``cache.json`` is the
 #: stage's artifact (it records every shard's size, checked when the cache is opened).
 CACHE_FOLDER = "teacher_topk"
+#: The top-k cache's tail: sampled (half the k slots drawn from the teacher's tail) paid in
+#: benchmarks/lm_distill.py; the bucket tail made top-32 KD worse than training from scratch.
+CACHE_TAIL = "sampled"
 #: Tokens of the held-out prompt that greedy decoding and the report's sample start from.
 PROMPT_TOKENS = 16
 
@@ -135,13 +138,15 @@ def cache_teacher(cfg: RunConfig, teacher, data: LMData, folder: Path) -> TopKSh
     ident = identity(teacher, data)
     cache_top_k_shards(teacher, train, folder, top_k=cfg.distill.top_k,
                        temperature=cfg.distill.temperature, batch_size=cfg.batch_size,
-                       identity=ident)
-    return TopKShards.open(folder, cfg.distill.top_k, expect=ident)
+                       identity=ident, tail=CACHE_TAIL, seed=cfg.seed)
+    return TopKShards.open(folder, cfg.distill.top_k, expect=ident, tail=CACHE_TAIL)
 
 
 def open_cache(cfg: RunConfig, teacher, data: LMData, folder: Path) -> TopKShards:
-    """The cache of an earlier run, refused when another teacher or tokenizer made it."""
-    return TopKShards.open(folder, cfg.distill.top_k, expect=identity(teacher, data))
+    """The cache of an earlier run, refused when another teacher or tokenizer made it (or it
+    holds a bucket tail: made by kdkeras before the sampled tail)."""
+    return TopKShards.open(folder, cfg.distill.top_k, expect=identity(teacher, data),
+                           tail=CACHE_TAIL)
 
 
 # ----------------------------------------------------------------------------- students

@@ -67,13 +67,14 @@ def test_a_causal_lm_run_measures_every_model_by_perplexity(finished):
     v = report["verify"]
     assert v["perplexity_increase"] <= cfg.verify.max_perplexity_increase
     assert v["greedy_equal"] == v["greedy_tokens"] == 8
-    assert report["cache"]["top_k"] == [8]
+    assert report["cache"]["top_k"] == [8] and report["cache"]["tail"] == "sampled"
     ratio = report["cache"]["full_logit_bytes"] / report["cache"]["bytes"]["8"]
     assert ratio == pytest.approx(vocab * 4 / (6 * 8 + 4))  # float32 logits vs top-8 targets
     assert json.loads((out / "report.json").read_text())["task"] == "causal_lm"
     md = (out / "report.md").read_text()
     assert "| perplexity |" in md.replace("| model | format | perplexity |", "| perplexity |")
     assert "## Samples" in md and "student_pruned" in md and "Distillation:" in md
+    assert "top-4 probabilities and 4 tokens drawn from the rest" in md
     assert not any("qat" in line or "teacher_tflite" in line for line in first)
 
 
@@ -166,7 +167,7 @@ def test_init_writes_a_causal_lm_config_that_reads_back(tmp_path):
     assert cli.main(["init", str(path), "--task", "causal_lm"]) == 0
     cfg = RunConfig.from_toml(path)
     assert cfg == RunConfig.from_dict({"task": "causal_lm", "data": {"source": "sotu"}})
-    assert (cfg.data.source, cfg.export.quantization, cfg.distill.top_k) == ("sotu", "dynamic", 128)
+    assert (cfg.data.source, cfg.export.quantization, cfg.distill.top_k) == ("sotu", "dynamic", 32)
 
 
 @pytest.mark.parametrize("verify, message", [
