@@ -42,7 +42,7 @@ def run_from_cli(args) -> int:
     (lm_report.print_table if lm else print_table)(report)
     for warning in report.get("warnings") or []:
         print(f"warning: {warning}", file=sys.stderr)
-    print(f"report: {args.out}/report.md, report.json" + ("" if lm else ", report.png")
+    print(f"report: {args.out}/report.md, report.json, report.png"
           + (f"; Android bundle: {args.out}/android/" if cfg.export.enabled and cfg.export.android
              else ""))
     return 0

@@ -1,4 +1,5 @@
-"""The report of a causal-LM ``kdkeras run``: ``report.json``, ``report.md``, a terminal table.
+"""The report of a causal-LM ``kdkeras run``: ``report.json``, ``report.md``, ``report.png``, a
+terminal table.
 
 ``report.json`` = ``{"kdkeras_version", "task": "causal_lm", "dataset", "dataset_info"
 (documents, tokens and [UNK] share per split, vocabulary size, context), "config", "models":
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import kdkeras
-from kdkeras._io import atomic_write_bytes
+from kdkeras._io import atomic_path, atomic_write_bytes
 from kdkeras.pipeline.config import RunConfig
 from kdkeras.pipeline.toml_format import config_toml
 
@@ -148,10 +149,47 @@ def _one_line(text: str) -> str:
     return text.replace("\n", " ⏎ ").replace("`", "'").strip()
 
 
+def plot(report: Dict[str, Any], path: Path) -> Path:
+    """``report.png``: held-out perplexity vs gzip size and vs generation speed, one point per
+    model (Keras circles, ``.tflite`` squares); lower is better on the y axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = [m for m in report["models"] if m.get("perplexity") is not None]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.2))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, key, label in ((axes[0], "gzip_bytes", "gzip size (bytes, log scale)"),
+                           (axes[1], "tokens_per_s", "greedy generation (tokens/s, 1 thread, "
+                                                     "log scale)")):
+        for i, m in enumerate(models):
+            if not m.get(key):
+                continue
+            ax.scatter(m[key], m["perplexity"], s=60, color=colors[i % len(colors)],
+                       marker="s" if m.get("format") == "tflite" else "o",
+                       label=f"{m['name']} ({m.get('format', 'keras')})")
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("held-out perplexity (lower is better)")
+        ax.grid(True, alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
+    fig.suptitle(f"kdkeras run (causal LM): {report['dataset']}, perplexity vs size and speed")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
+    return path
+
+
 def write_report(report: Dict[str, Any], out: Path) -> None:
-    """``report.json`` and ``report.md`` in ``out``, each written atomically."""
+    """``report.json``, ``report.md`` and ``report.png`` in ``out``, each written atomically."""
     atomic_write_bytes(out / "report.json", (json.dumps(report, indent=2) + "\n").encode())
     atomic_write_bytes(out / "report.md", markdown(report).encode())
+    plot(report, out / "report.png")
 
 
 def print_table(report: Dict[str, Any], file: Optional[Any] = None) -> None:

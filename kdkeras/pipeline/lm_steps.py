@@ -149,7 +149,7 @@ def run_report(ctx: Context) -> Dict[str, Any]:
                             samples, ctx.timing, time.time() - ctx.start, skipped,
                             cache=ctx.get("logits").metadata)
     R.write_report(report, ctx.out)
-    ctx.say(f"report: {ctx.out / 'report.md'}, report.json")
+    ctx.say(f"report: {ctx.out / 'report.md'}, report.json, report.png")
     return report
 
 

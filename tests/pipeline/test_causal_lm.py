@@ -72,6 +72,8 @@ def test_a_causal_lm_run_measures_every_model_by_perplexity(finished):
     assert ratio == pytest.approx(vocab * 4 / (6 * 8 + 4))  # float32 logits vs top-8 targets
     assert json.loads((out / "report.json").read_text())["task"] == "causal_lm"
     md = (out / "report.md").read_text()
+    png = (out / "report.png").read_bytes()  # perplexity vs size and vs speed
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 10_000
     assert "| perplexity |" in md.replace("| model | format | perplexity |", "| perplexity |")
     assert "## Samples" in md and "student_pruned" in md and "Distillation:" in md
     assert "top-4 probabilities and 4 tokens drawn from the rest" in md
