@@ -27,8 +27,9 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import kdkeras
-from kdkeras._io import atomic_path, atomic_write_bytes
+from kdkeras._io import atomic_write_bytes
 from kdkeras.pipeline.config import RunConfig
+from kdkeras.pipeline.report import save_figure
 from kdkeras.pipeline.toml_format import config_toml
 
 MODEL_FIELDS = ("name", "format", "perplexity", "params", "nonzero_params", "size_bytes",
@@ -177,12 +178,7 @@ def plot(report: Dict[str, Any], path: Path) -> Path:
     fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=9, frameon=False)
     fig.suptitle(f"kdkeras run (causal LM): {report['dataset']}, perplexity vs size and speed")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, dpi=110)
-    finally:
-        plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def write_report(report: Dict[str, Any], out: Path) -> None:

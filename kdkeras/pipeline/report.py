@@ -317,6 +317,13 @@ def plot(report: Dict[str, Any], path: Path) -> Path:
     ds = report["dataset_info"]
     fig.suptitle(f"kdkeras run: {ds['name']}, test accuracy vs size and vs latency")
     fig.tight_layout(rect=(0, 0.1, 1, 1))
+    return save_figure(fig, path)
+
+
+def save_figure(fig, path: Path) -> Path:
+    """Writes a matplotlib figure to ``path`` atomically (110 dpi) and closes it."""
+    import matplotlib.pyplot as plt
+
     try:
         with atomic_path(path) as tmp:
             fig.savefig(tmp, dpi=110)

@@ -7,7 +7,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-from kdkeras.export import export_tflite  # noqa: E402
+from kdkeras.export import export_tflite, mediapipe_status  # noqa: E402
 from tests.export.export_models import INPUT_SHAPE, NUM_CLASSES, tiny_cnn  # noqa: E402
 
 
@@ -38,3 +38,14 @@ def converted(model, data, tmp_path_factory):
         return cache[mode]
 
     return get
+
+
+@pytest.fixture(scope="session")
+def mediapipe():
+    """The MediaPipe environment's status; the tests that run MediaPipe fail without it (with
+    the command that creates it), never skip."""
+    status = mediapipe_status()
+    if not status["available"]:
+        pytest.fail(f"These tests run MediaPipe itself and need its environment: "
+                    f"{status['reason']}.", pytrace=False)
+    return status

@@ -18,7 +18,6 @@ from kdkeras.export import (
     export_android,
     export_tflite,
     inspect_tflite,
-    mediapipe_status,
     predict_tflite,
     read_mediapipe_metadata,
     rgb_adapter,
@@ -29,15 +28,6 @@ from kdkeras.export.mediapipe_env import run_worker
 
 LABELS = [str(i) for i in range(10)]
 DIGITS = {"mean": 0, "std": 16}  # kd.digits() gives pixels / 16
-
-
-@pytest.fixture(scope="module")
-def mediapipe():
-    status = mediapipe_status()
-    if not status["available"]:
-        pytest.fail(f"These tests run MediaPipe itself and need its environment: "
-                    f"{status['reason']}.", pytrace=False)
-    return status
 
 
 @pytest.fixture(scope="module")

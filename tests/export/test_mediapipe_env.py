@@ -22,15 +22,6 @@ from kdkeras.export.mediapipe_setup import main as setup_main
 from kdkeras.export.mediapipe_env import run_worker
 
 
-@pytest.fixture(scope="module")
-def mediapipe():
-    status = mediapipe_status()
-    if not status["available"]:
-        pytest.fail(f"These tests run MediaPipe itself and need its environment: "
-                    f"{status['reason']}.", pytrace=False)
-    return status
-
-
 @pytest.fixture()
 def no_mediapipe(monkeypatch, tmp_path):
     missing = str(tmp_path / "no" / "python")

@@ -10,7 +10,7 @@ import shutil
 import numpy as np
 import pytest
 
-from kdkeras.export import mediapipe_status, predict_tflite
+from kdkeras.export import predict_tflite
 from kdkeras.export import android as A
 from kdkeras.export import mediapipe_env as E
 from kdkeras.export.mediapipe_bundle import check_mediapipe
@@ -18,15 +18,6 @@ from kdkeras.pipeline import VerificationError, run
 from kdkeras.pipeline import report as R
 from kdkeras.pipeline import stages as S
 from tests.pipeline.runs import Log, tiny
-
-
-@pytest.fixture(scope="module")
-def mediapipe():
-    status = mediapipe_status()
-    if not status["available"]:
-        pytest.fail(f"These tests run MediaPipe itself and need its environment: "
-                    f"{status['reason']}.", pytrace=False)
-    return status
 
 
 def _copy(first_run, tmp_path):
