@@ -39,7 +39,7 @@ from typing import Any, Dict, Optional, Sequence, Union
 import numpy as np
 
 from kdkeras._io import atomic_dir
-from kdkeras.export.evaluate import evaluate_tflite
+from kdkeras.export.evaluate import evaluate_tflite, predict_tflite
 from kdkeras.export.mediapipe_bundle import check_mediapipe, mediapipe_ready
 from kdkeras.export.modes import QuantizationMode, get_mode
 from kdkeras.export.tflite import convert
@@ -225,9 +225,10 @@ def export_android(
         evaluation = None
         if x_eval is not None:
             x_file = np.repeat(x_eval, 3, axis=-1) if mp["input_adapter"] else x_eval
-            evaluation = evaluate_tflite(tflite_path, x_file, y_eval)
-            mp["check"] = (check_mediapipe(tflite_path, x_eval, norm) if mp["ready"] else
-                           {"status": "skipped", "reason": mp["reason"]})
+            outputs = predict_tflite(tflite_path, x_file)  # run once: accuracy and MediaPipe
+            evaluation = evaluate_tflite(tflite_path, x_file, y_eval, outputs=outputs)
+            mp["check"] = (check_mediapipe(tflite_path, x_eval, norm, file_outputs=outputs)
+                           if mp["ready"] else {"status": "skipped", "reason": mp["reason"]})
             if mp["check"]["status"] == "failed":
                 warnings.warn(f"MediaPipe check of {out_dir}: {mp['check']['reason']}.")
         with open(os.path.join(tmp, "labels.txt"), "w", encoding="utf-8") as f:

@@ -284,6 +284,7 @@ def evaluate_tflite(
     keras_model: Any = None,
     batch_size: int = 256,
     class_names: Optional[Sequence[str]] = None,
+    outputs: Optional[np.ndarray] = None,
 ) -> Dict[str, Any]:
     """Accuracy, macro-F1, per-class scores and the confusion matrix of the ``.tflite`` file on
     ``(x, y)`` (:func:`kdkeras.evaluation.classification_metrics`), and agreement with a Keras
@@ -300,6 +301,8 @@ def evaluate_tflite(
             examples where both predict the same class.
         batch_size: int. Examples per interpreter call.
         class_names: optional class names for ``per_class``.
+        outputs: optional ``predict_tflite(path, x)`` already computed by the caller (the
+            file is then not run again).
 
     Returns:
         dict with ``accuracy`` and ``macro_f1`` (floats in [0, 1]), ``n`` (int),
@@ -317,7 +320,7 @@ def evaluate_tflite(
             f"x and y must have the same number of examples. Received: len(x)={len(x)}, "
             f"len(y)={len(y)}. Pass matching arrays (e.g. x_test, y_test from the same split)."
         )
-    out = predict_tflite(path, x, batch_size=batch_size)
+    out = predict_tflite(path, x, batch_size=batch_size) if outputs is None else np.asarray(outputs)
     width = int(np.prod(out.shape[1:])) if out.ndim > 1 else 1
     labels = _labels(y, 2 if width == 1 else width)
     pred = top1(out)

@@ -147,7 +147,8 @@ def pixels_from_inputs(x: np.ndarray, normalization: Dict[str, Any]
 
 def check_mediapipe(path: str, x: np.ndarray, normalization: Dict[str, Any], *,
                     min_agreement: float = MIN_AGREEMENT,
-                    max_examples: Optional[int] = None) -> Dict[str, Any]:
+                    max_examples: Optional[int] = None,
+                    file_outputs: Optional[np.ndarray] = None) -> Dict[str, Any]:
     """Classifies ``x`` with MediaPipe Tasks' ``ImageClassifier`` on the file at ``path`` and
     compares each top-1 with the LiteRT interpreter's on the same file.
 
@@ -161,6 +162,8 @@ def check_mediapipe(path: str, x: np.ndarray, normalization: Dict[str, Any], *,
         normalization: ``{"mean", "std"}``: how ``x`` was made from pixels.
         min_agreement: float. The share of equal top-1 that passes.
         max_examples: Optional[int]. Check only the first ones (None: all).
+        file_outputs: Optional[np.ndarray]. The LiteRT outputs of the file on ``x`` when the
+            caller already has them (:func:`kdkeras.export.export_android` does); None: run it.
 
     Returns:
         dict with ``status`` (``"passed"``, ``"failed"`` or ``"skipped"``), ``reason`` (why
@@ -185,8 +188,11 @@ def check_mediapipe(path: str, x: np.ndarray, normalization: Dict[str, Any], *,
     images, why = pixels_from_inputs(x, normalization)
     if images is None:
         return dict(result, reason=why)
-    x_file = np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
-    lite = predict_tflite(path, x_file.astype(np.float32))
+    if file_outputs is None:
+        x_file = np.repeat(x, 3, axis=-1) if x.shape[-1] == 1 else x
+        lite = predict_tflite(path, x_file.astype(np.float32))
+    else:
+        lite = np.asarray(file_outputs)[:max_examples]
     start = time.time()
     with tempfile.TemporaryDirectory(prefix="kdkeras-classify-") as tmp:
         np.savez(os.path.join(tmp, "images.npz"), images=images)
