@@ -43,7 +43,7 @@ import tensorflow as tf
 from kdkeras.validation import check_int, check_temperature
 
 __all__ = ["IDS", "LOGITS", "TAIL", "TEMPERATURE", "CLASSES", "top_k_targets", "is_top_k", "top_k_kl",
-           "check_top_k", "bytes_per_target", "narrow_top_k"]
+           "check_top_k", "check_finite_logits", "bytes_per_target", "narrow_top_k"]
 
 IDS, LOGITS, TAIL, TEMPERATURE = "ids", "logits", "tail", "temperature"
 KEYS = (IDS, LOGITS, TAIL, TEMPERATURE)
@@ -85,9 +85,7 @@ def top_k_targets(logits, k: int, temperature: float) -> Dict[str, np.ndarray]:
     if z.ndim < 1 or z.shape[-1] < 1:
         raise ValueError(f"logits must have a class axis. Received shape {z.shape}")
     k = check_top_k(k, z.shape[-1])
-    if np.isnan(z).any() or np.isposinf(z).any() or np.isneginf(z.max(axis=-1)).any():
-        raise ValueError("The teacher's logits hold NaN or +inf values, or a row of -inf; top-k "
-                         "targets need finite logits. Check the teacher and its inputs.")
+    check_finite_logits(z)
     if k < z.shape[-1]:  # O(classes) selection, then sort only the k (large vocabularies)
         ids = np.argpartition(-z, k - 1, axis=-1)[..., :k]
     else:
@@ -143,6 +141,14 @@ def narrow_top_k(targets: Dict[str, np.ndarray], k: int,
            TAIL: tail_k.astype(np.float32)}
     return {**out, **{key: np.array(targets[key]) for key in (TEMPERATURE, CLASSES)
                       if key in targets}}
+
+
+def check_finite_logits(z: np.ndarray) -> None:
+    """A ValueError for teacher logits with NaN, ``+inf`` or a row of ``-inf`` (``-inf`` alone
+    rules a class out and is fine)."""
+    if np.isnan(z).any() or np.isposinf(z).any() or np.isneginf(z.max(axis=-1)).any():
+        raise ValueError("The teacher's logits hold NaN or +inf values, or a row of -inf; top-k "
+                         "targets need finite logits. Check the teacher and its inputs.")
 
 
 def check_top_k(k: Any, num_classes: int) -> int:

@@ -47,8 +47,8 @@ from typing import Dict, Optional
 
 import numpy as np
 
-from kdkeras.distill.topk import (CLASSES, IDS, LOGITS, TAIL, TEMPERATURE, check_top_k,
-                                  top_k_targets)
+from kdkeras.distill.topk import (CLASSES, IDS, LOGITS, TAIL, TEMPERATURE, check_finite_logits,
+                                  check_top_k, top_k_targets)
 from kdkeras.validation import check_int, check_temperature
 
 __all__ = ["sampled_top_k_targets", "default_head", "ZERO_WEIGHT", "TAILS"]
@@ -124,18 +124,20 @@ def sampled_top_k_targets(logits, k: int, temperature: float, head: Optional[int
                          f"the tail. Received: head={head}. Use top_k_targets for no draws.")
     if k == classes:
         return top_k_targets(z, k, temperature)
+    check_finite_logits(z)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     shape = z.shape[:-1]
     flat = z.reshape(-1, classes)
-    head_ids = (top_k_targets(flat, head, temperature)[IDS].astype(np.int64) if head
-                else np.zeros((len(flat), 0), np.int64))
     ids_out = np.zeros((len(flat), k), np.int64)
     w_out = np.zeros((len(flat), k))
     for start in range(0, len(flat), _ROWS):
         part = flat[start:start + _ROWS].astype(np.float64) / temperature
         p = np.exp(part - part.max(axis=-1, keepdims=True))
         p /= p.sum(axis=-1, keepdims=True)
-        hid = head_ids[start:start + _ROWS]
+        hid = np.argpartition(-p, head - 1, axis=-1)[:, :head] if head else \
+            np.zeros((len(p), 0), np.int64)  # O(classes) selection, then sort only the head
+        hid = np.take_along_axis(hid, np.argsort(-np.take_along_axis(p, hid, axis=-1), axis=-1,
+                                                 kind="stable"), axis=-1)
         p_head = np.take_along_axis(p, hid, axis=-1)
         np.put_along_axis(p, hid, 0.0, axis=-1)  # the tail: the head's classes removed
         tail = np.clip(1.0 - p_head.sum(axis=-1), 0.0, 1.0)
