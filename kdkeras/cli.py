@@ -20,7 +20,8 @@ def _add_run(sub: "argparse._SubParsersAction") -> None:
         "run",
         help="the whole pipeline from a TOML config (default: Fashion-MNIST): teacher and its "
         "float32 .tflite, scratch baseline, distilled, pruned and QAT students, int8 .tflite, "
-        "verification, report",
+        "verification, report, an Android bundle checked with MediaPipe; task = \"causal_lm\" "
+        "distils a GPT on plain text",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog=(
             "examples:\n"
