@@ -5,8 +5,9 @@ Modules: :mod:`~kdkeras.export.modes` (the quantization modes, each configuring 
 (conversion), :mod:`~kdkeras.export.evaluate` (accuracy of the file),
 :mod:`~kdkeras.export.bench` (latency), :mod:`~kdkeras.export.tflite_info` (contents and size),
 :mod:`~kdkeras.export.android` (an app-ready bundle; a MediaPipe drop-in for images through
-:mod:`~kdkeras.export.mediapipe_bundle`, :mod:`~kdkeras.export.mediapipe_adapter` and the
-second environment of :mod:`~kdkeras.export.mediapipe_env`), :mod:`~kdkeras.export.text` (text
+:mod:`~kdkeras.export.mediapipe_bundle` and :mod:`~kdkeras.export.mediapipe_adapter`, for text
+through :mod:`~kdkeras.export.mediapipe_text`, both run in the second environment of
+:mod:`~kdkeras.export.mediapipe_env`), :mod:`~kdkeras.export.text` (text
 students as int32 ``ids``, ``mask``, ``segment_ids`` inputs), :mod:`~kdkeras.export.lm`
 (causal language models: ``ids`` -> ``logits``, decoding over the file, an app bundle).
 
@@ -34,6 +35,7 @@ from kdkeras.export.mediapipe_env import (
     create_mediapipe_env,
     mediapipe_status,
 )
+from kdkeras.export.mediapipe_text import check_mediapipe_text
 from kdkeras.export.modes import (
     QUANTIZATIONS,
     AIEdgeQuantizerMode,
@@ -62,6 +64,7 @@ __all__ = [
     "benchmark_keras",
     "benchmark_tflite",
     "check_mediapipe",
+    "check_mediapipe_text",
     "check_tflite_file",
     "create_mediapipe_env",
     "convert",

@@ -12,8 +12,10 @@ An image classifier's ``model.tflite`` is a drop-in for MediaPipe Tasks' ``Image
 (:mod:`kdkeras.export.mediapipe_bundle`): RGB input (a grayscale model averages the 3
 channels inside the file), MediaPipe's own metadata (normalization, labels), and, with
 evaluation data, MediaPipe's top-1 checked against the file's; ``model.json``'s ``mediapipe``
-section says what was done, or why not (a mode with int8 input, a text model, no MediaPipe
-environment).
+section says what was done, or why not (a mode with int8 input, no MediaPipe environment). A
+text model's ``model.tflite`` is likewise a drop-in for MediaPipe's ``TextClassifier``
+(:mod:`kdkeras.export.mediapipe_text`: MediaPipe's BERT metadata, WordPiece ``vocab.txt``
+packed in; with ``texts_eval``, MediaPipe tokenizes and classifies the raw texts).
 
 The bundle is built in a temporary directory next to ``out_dir`` and renamed into place only
 when complete, so a failure never leaves half a bundle (and an old bundle stays intact).
@@ -41,6 +43,7 @@ import numpy as np
 from kdkeras._io import atomic_dir
 from kdkeras.export.evaluate import evaluate_tflite, predict_tflite
 from kdkeras.export.mediapipe_bundle import check_mediapipe, mediapipe_ready
+from kdkeras.export.mediapipe_text import check_mediapipe_text, mediapipe_text_ready
 from kdkeras.export.modes import QuantizationMode, get_mode
 from kdkeras.export.tflite import convert
 from kdkeras.export.tflite_file import check_tflite_file
@@ -87,6 +90,20 @@ def _check_normalization(normalization: Optional[Dict[str, Any]]) -> Dict[str, A
     return {k: np.asarray(v).tolist() for k, v in normalization.items()}
 
 
+def _check_texts_eval(texts_eval: Any, x_eval: Any, text: bool) -> None:
+    if texts_eval is None:
+        return
+    n = None if isinstance(texts_eval, str) else len(texts_eval)
+    rows = None if x_eval is None else len(x_eval)
+    if not text or n is None or n != rows:
+        raise ValueError(
+            "texts_eval holds the raw texts of a text model's x_eval, row for row. Received: "
+            f"texts_eval={'one str' if n is None else f'{n} texts'}, x_eval="
+            f"{'None' if rows is None else f'{rows} rows'}, "
+            f"{'a text model' if text else 'a model without text inputs'}. Pass e.g. "
+            "texts_eval=data.texts_test with x_eval=data.x_test, or leave it out.")
+
+
 def _tensor_entry(t: Dict[str, Any]) -> Dict[str, Any]:
     entry = {
         "name": t["name"],
@@ -114,6 +131,7 @@ def export_android(
     tokenizer: Optional[Dict[str, Any]] = None,
     text_inputs: Optional[bool] = None,
     mediapipe: Optional[bool] = None,
+    texts_eval: Optional[Sequence[str]] = None,
 ) -> str:
     """Writes ``model.tflite``, ``labels.txt`` and ``model.json`` to ``out_dir``, atomically.
 
@@ -154,7 +172,15 @@ def export_android(
             ``x_eval``, MediaPipe's ImageClassifier then classifies the images and its top-1 is
             compared with the file's (``model.json``'s ``mediapipe.check``). Any other model
             or mode is bundled as converted, and ``model.json`` says why. True: require all
-            that (raise otherwise). False: bundle the file as converted.
+            that (raise otherwise). False: bundle the file as converted. A text model is
+            made a drop-in for MediaPipe's ``TextClassifier`` the same way (BERT metadata with
+            the WordPiece vocabulary; refused for a word-level or cased tokenizer, an integer
+            output, or a file MediaPipe's runtime cannot run, e.g. ``int8`` with an int8 op it
+            lacks) and checked on ``texts_eval``.
+        texts_eval: list of str. A text model's raw texts that ``x_eval`` was tokenized from,
+            row for row: MediaPipe's TextClassifier tokenizes and classifies them and its
+            top-1 is compared with the file's on ``x_eval``. Without them a text bundle's
+            MediaPipe check is skipped, and says so.
 
     Returns:
         ``out_dir`` as a string.
@@ -165,7 +191,8 @@ def export_android(
             for a text model (or given for another), a vocabulary whose size differs from
             ``tokenizer["vocabulary_size"]`` or is smaller than the model's embedding table,
             normalization given for a text model, ``mediapipe=True`` for a model or mode
-            MediaPipe cannot run, or any ``export_tflite`` error.
+            MediaPipe cannot run, ``texts_eval`` without ``x_eval``, for a model that is not a
+            text model, or of another length, or any ``export_tflite`` error.
         MediaPipeUnavailable: ``mediapipe=True`` without the MediaPipe environment.
         MediaPipeError: MediaPipe's metadata writer or classifier failed (stderr shown).
     """
@@ -216,8 +243,13 @@ def export_android(
                 f"(output shape {out['shape']}). Received: labels={labels!r}. Pass one name per "
                 "output unit, in output order."
             )
-        data, mp = mediapipe_ready(data, info["inputs"], info["outputs"], labels, norm,
-                                   mode.name, mediapipe)
+        _check_texts_eval(texts_eval, x_eval, text)
+        if text:
+            data, mp = mediapipe_text_ready(data, info["inputs"], info["outputs"], labels,
+                                            vocabulary, tok, mode.name, mediapipe)
+        else:
+            data, mp = mediapipe_ready(data, info["inputs"], info["outputs"], labels, norm,
+                                       mode.name, mediapipe)
         if mp["input_adapter"] or mp["metadata"]:
             with open(tflite_path, "wb") as f:
                 f.write(data)
@@ -227,8 +259,17 @@ def export_android(
             x_file = np.repeat(x_eval, 3, axis=-1) if mp["input_adapter"] else x_eval
             outputs = predict_tflite(tflite_path, x_file)  # run once: accuracy and MediaPipe
             evaluation = evaluate_tflite(tflite_path, x_file, y_eval, outputs=outputs)
-            mp["check"] = (check_mediapipe(tflite_path, x_eval, norm, file_outputs=outputs)
-                           if mp["ready"] else {"status": "skipped", "reason": mp["reason"]})
+            if not mp["ready"]:
+                mp["check"] = {"status": "skipped", "reason": mp["reason"]}
+            elif not text:
+                mp["check"] = check_mediapipe(tflite_path, x_eval, norm, file_outputs=outputs)
+            elif texts_eval is None:
+                mp["check"] = {"status": "skipped", "reason": (
+                    "no raw texts: pass texts_eval= (the texts x_eval was tokenized from) so "
+                    "MediaPipe's TextClassifier can tokenize and classify them")}
+            else:
+                mp["check"] = check_mediapipe_text(tflite_path, texts_eval, x_eval,
+                                                   file_outputs=outputs)
             if mp["check"]["status"] == "failed":
                 warnings.warn(f"MediaPipe check of {out_dir}: {mp['check']['reason']}.")
         with open(os.path.join(tmp, "labels.txt"), "w", encoding="utf-8") as f:

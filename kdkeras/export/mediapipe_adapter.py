@@ -66,8 +66,9 @@ def mediapipe_refusal(inputs: List[Dict[str, Any]], outputs: List[Dict[str, Any]
     'MediaPipe ImageClassifier feeds float32 or uint8 images; the'
     """
     if len(inputs) == 3:
-        return ("a text model (inputs ids, mask, segment_ids): MediaPipe's TextClassifier check "
-                "is not implemented; the bundle holds vocab.txt and the tokenizer in model.json")
+        return ("a text model (inputs ids, mask, segment_ids): MediaPipe's ImageClassifier takes "
+                "images; kdkeras.export.mediapipe_text makes a text file ready for its "
+                "TextClassifier")
     image = image_input(inputs)
     if image is None:
         shapes = [t["shape_signature"] for t in inputs]

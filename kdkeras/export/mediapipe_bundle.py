@@ -32,7 +32,7 @@ import numpy as np
 from kdkeras.export.mediapipe_adapter import image_input, mediapipe_refusal, rgb_adapter
 from kdkeras.export.mediapipe_env import MediaPipeUnavailable, mediapipe_status, run_worker
 
-__all__ = ["MIN_AGREEMENT", "bundle_check", "check_mediapipe", "mediapipe_ready",
+__all__ = ["MIN_AGREEMENT", "bundle_check", "check_mediapipe", "compare_top1", "mediapipe_ready",
            "pixels_from_inputs", "read_mediapipe_metadata"]
 
 #: The share of examples on which MediaPipe's top-1 must equal the LiteRT interpreter's.
@@ -175,7 +175,7 @@ def check_mediapipe(path: str, x: np.ndarray, normalization: Dict[str, Any], *,
         MediaPipeError: the worker failed (e.g. MediaPipe refused the file; its message is in
             the error).
     """
-    from kdkeras.export.evaluate import predict_tflite, top1
+    from kdkeras.export.evaluate import predict_tflite
 
     result: Dict[str, Any] = {"status": "skipped", "reason": None, "task": TASK,
                               "agreement": None, "n": 0, "disagreements": None,
@@ -201,22 +201,40 @@ def check_mediapipe(path: str, x: np.ndarray, normalization: Dict[str, Any], *,
                     "images": os.path.join(tmp, "images.npz"), "scores": scores_path},
                    timeout=300 + 0.05 * len(images))
         scores = np.load(scores_path)["scores"]
-    lite = lite.reshape(len(lite), -1)
+    return compare_top1(dict(result, mediapipe_version=status["mediapipe_version"]), scores,
+                        lite, start)
+
+
+def compare_top1(result: Dict[str, Any], scores: np.ndarray, lite: np.ndarray,
+                 start: float) -> Dict[str, Any]:
+    """``result`` (a check dict holding ``min_agreement``) completed with the comparison of
+    MediaPipe's ``scores`` ``[N, classes]`` with the LiteRT outputs ``lite`` of the same
+    examples: ``status``, ``n``, ``agreement``, ``disagreements``, ``max_score_difference``,
+    ``seconds`` (since ``start``) and ``reason`` (why it failed).
+
+    Example:
+
+    >>> r = compare_top1({"min_agreement": 0.995}, np.eye(3), np.eye(3) * 2, time.time())
+    >>> r["status"], r["agreement"], r["max_score_difference"]
+    ('passed', 1.0, 1.0)
+    """
+    from kdkeras.export.evaluate import top1
+
+    lite = np.asarray(lite).reshape(len(lite), -1)
     if scores.shape != lite.shape or not np.all(np.isfinite(scores)):
-        return dict(result, status="failed", n=int(len(x)), reason=(
+        return dict(result, status="failed", n=int(len(lite)), reason=(
             f"MediaPipe gave scores of shape {scores.shape} for a file with outputs "
             f"{lite.shape}"))
     same = top1(scores) == top1(lite)
-    agreement = float(np.mean(same))
+    agreement, min_agreement = float(np.mean(same)), result["min_agreement"]
     passed = agreement >= min_agreement
-    return dict(result, status="passed" if passed else "failed", n=int(len(x)),
+    return dict(result, status="passed" if passed else "failed", n=int(len(lite)),
                 agreement=agreement, disagreements=int(np.sum(~same)),
                 max_score_difference=float(np.max(np.abs(scores - lite))),
-                mediapipe_version=status["mediapipe_version"],
                 seconds=round(time.time() - start, 2),
                 reason=None if passed else (
                     f"MediaPipe's top-1 equals the LiteRT interpreter's on only "
-                    f"{100 * agreement:.2f}% of {len(x):,} examples (required: "
+                    f"{100 * agreement:.2f}% of {len(lite):,} examples (required: "
                     f"{100 * min_agreement:.1f}%)"))
 
 

@@ -16,6 +16,14 @@ It imports only the standard library, numpy and mediapipe. A request is a JSON o
 * ``classify``: ``model`` and ``images`` (an ``.npz`` with ``images``: uint8 ``[N, H, W, 3]``),
   ``scores`` (an ``.npz`` to write): every category's score from Tasks' ``ImageClassifier``,
   ``[N, classes]`` in category index order, and the names MediaPipe gives the categories.
+* ``write_text_metadata``: ``model``, ``out``, ``labels``, ``vocab`` (a ``vocab.txt``) and
+  ``ids_name``, ``mask_name``, ``segment_name`` (the file's input tensor names): the file with
+  BERT text-classifier metadata (WordPiece tokenizer, vocabulary packed in) written by
+  ``metadata_writers.text_classifier.MetadataWriter.create_for_bert_model``, and ``refused``:
+  None when Tasks' ``TextClassifier`` then loads the file and classifies a trial text, else
+  MediaPipe's error (e.g. an op its TFLite runtime lacks).
+* ``classify_text``: ``model``, ``texts`` (a JSON file holding a list of strings) and ``scores``
+  (an ``.npz`` to write): every category's score from Tasks' ``TextClassifier``, as ``classify``.
 
 The result JSON is ``{"ok": true, ...}``; an error exits with status 1 after printing the
 traceback on stderr, which kdkeras shows.
@@ -77,24 +85,109 @@ def _classify(request):
     start = time.perf_counter()
     with vision.ImageClassifier.create_from_options(options) as classifier:
         loaded = time.perf_counter()
-        scores, names = None, {}
-        for i, image in enumerate(images):
-            result = classifier.classify(
-                mp.Image(image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
-            categories = result.classifications[0].categories
-            if scores is None:
-                scores = np.full((len(images), len(categories)), np.nan, np.float32)
-            for c in categories:
-                scores[i, c.index] = c.score
-                names.setdefault(c.index, c.category_name)
+        scores, names = _scores((classifier.classify(mp.Image(
+            image_format=mp.ImageFormat.SRGB, data=np.ascontiguousarray(image)))
+            for image in images), len(images))
     done = time.perf_counter()
     np.savez(request["scores"], scores=scores)
-    return {"n": int(len(images)), "category_names": [names[i] for i in sorted(names)],
+    return {"n": int(len(images)), "category_names": names,
+            "load_seconds": loaded - start, "classify_seconds": done - loaded}
+
+
+def _write_text_metadata(request):
+    from mediapipe.tasks.python.metadata.metadata_writers import metadata_writer
+    from mediapipe.tasks.python.metadata.metadata_writers import text_classifier
+
+    with open(request["model"], "rb") as f:
+        model = bytearray(f.read())
+    writer = text_classifier.MetadataWriter.create_for_bert_model(
+        model, tokenizer=metadata_writer.BertTokenizer(request["vocab"]),
+        labels=metadata_writer.Labels().add(list(request["labels"])),
+        ids_name=request["ids_name"], mask_name=request["mask_name"],
+        segment_name=request["segment_name"])
+    data, metadata_json = writer.populate()
+    with open(request["out"], "wb") as f:
+        f.write(bytes(data))
+    return {"metadata": json.loads(metadata_json), "refused": _text_trial(request["out"])}
+
+
+def _text_options(model):
+    from mediapipe.tasks import python as tasks
+    from mediapipe.tasks.python import text
+
+    return text.TextClassifierOptions(base_options=tasks.BaseOptions(model_asset_path=model),
+                                      max_results=-1, score_threshold=-3.0e38)
+
+
+def _text_trial(model):
+    """None when Tasks' ``TextClassifier`` loads ``model`` and classifies one text; else why
+    not: the TFLite runtime's ``ERROR:`` lines (written to file descriptor 2, captured here),
+    or, without any, the exception's last line."""
+    import os
+    import tempfile
+
+    from mediapipe.tasks.python import text
+
+    error = None
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as log:
+        os.dup2(log.fileno(), 2)
+        try:
+            classifier = text.TextClassifier.create_from_options(_text_options(model))
+            try:
+                classifier.classify("a trial text, 1.")
+            finally:
+                classifier.close()
+        except (RuntimeError, ValueError) as e:
+            error = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+        log.seek(0)
+        lines = log.read().decode("utf-8", errors="replace").splitlines()
+    if error is None:
+        return None
+    runtime = [line[len("ERROR:"):].strip().rstrip(".") for line in lines
+               if line.startswith("ERROR:")]
+    return "; ".join(runtime) if runtime else error
+
+
+def _scores(results, n):
+    """``([n, classes] scores in category index order, category names)`` of classifications."""
+    import numpy as np
+
+    scores, names = None, {}
+    for i, result in enumerate(results):
+        categories = result.classifications[0].categories
+        if scores is None:
+            scores = np.full((n, len(categories)), np.nan, np.float32)
+        for c in categories:
+            scores[i, c.index] = c.score
+            names.setdefault(c.index, c.category_name)
+    return scores, [names[i] for i in sorted(names)]
+
+
+def _classify_text(request):
+    import numpy as np
+    from mediapipe.tasks.python import text
+
+    with open(request["texts"], encoding="utf-8") as f:
+        texts = json.load(f)
+    start = time.perf_counter()
+    with text.TextClassifier.create_from_options(_text_options(request["model"])) as classifier:
+        loaded = time.perf_counter()
+        scores, names = _scores((classifier.classify(t) for t in texts), len(texts))
+    done = time.perf_counter()
+    np.savez(request["scores"], scores=scores)
+    return {"n": len(texts), "category_names": names,
             "load_seconds": loaded - start, "classify_seconds": done - loaded}
 
 
 COMMANDS = {"probe": _probe, "write_metadata": _write_metadata,
-            "read_metadata": _read_metadata, "classify": _classify}
+            "read_metadata": _read_metadata, "classify": _classify,
+            "write_text_metadata": _write_text_metadata, "classify_text": _classify_text}
 
 
 def main(argv):

@@ -375,14 +375,17 @@ def verify(cfg: RunConfig, path: str, keras_model, data: SplitData) -> Dict[str,
 def android(cfg: RunConfig, tflite_path: str, data: SplitData, out_dir: Path) -> str:
     """The Android bundle (``model.tflite``, ``labels.txt``, ``model.json``) of the exported file;
     an image classifier's is a MediaPipe drop-in, checked with MediaPipe's ImageClassifier on the
-    test split (``model.json``'s ``mediapipe``; see :func:`kdkeras.export_android`)."""
+    test split, a WordPiece text student's with MediaPipe's TextClassifier on the raw test texts
+    (``model.json``'s ``mediapipe``; see :func:`kdkeras.export_android`)."""
     from kdkeras.export import export_android
 
     vocabulary, tokenizer = bundle_vocabulary(data)
+    text = data.kind == "text"
     return export_android(tflite_path, out_dir, data.class_names, cfg.export.quantization,
                           x_eval=data.x_test, y_eval=data.y_test,
-                          normalization=None if data.kind == "text" else data.normalization,
-                          vocabulary=vocabulary, tokenizer=tokenizer)
+                          normalization=None if text else data.normalization,
+                          vocabulary=vocabulary, tokenizer=tokenizer,
+                          texts_eval=data.texts_test if text else None)
 
 
 #: How word-level ids were made (:func:`kdkeras.data.tokenize`), for an app.
