@@ -58,6 +58,10 @@ def unpack(data, has_teacher: bool, n_inputs: int) -> Tuple[Any, Any, Any, Any]:
 def weighted_mean(per_example: tf.Tensor, weight: Optional[tf.Tensor], mask: Optional[tf.Tensor]):
     """``Σ loss·mask·weight / Σ mask``: padding (mask 0) leaves numerator and denominator alike."""
     per_example = tf.cast(per_example, tf.float32)
+    if weight is None and mask is None:  # the common case, in three ops; an empty batch (a
+        # replica's share of a short last batch) gives 0, as below, not reduce_mean's NaN
+        return tf.math.divide_no_nan(tf.reduce_sum(per_example),
+                                     tf.cast(tf.size(per_example), tf.float32))
     w = tf.ones_like(per_example)
     denom_w = w
     if mask is not None:

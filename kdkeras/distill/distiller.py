@@ -330,7 +330,8 @@ class Distiller(keras.Model):
         with tf.GradientTape() as tape:
             total, parts, s_logits, mask, y = self._compute_losses(x, y, sw, t_logits, t_feats, True)
             # Gradients are summed across replicas: scale so the update is that of the global mean.
-            scaled = total / tf.distribute.get_strategy().num_replicas_in_sync
+            replicas = tf.distribute.get_strategy().num_replicas_in_sync
+            scaled = total / replicas if replicas > 1 else total
         if y_metric is not None:  # metrics against the larger share's label, unmixed
             y, mask = labelled(y_metric, s_logits, getattr(s_logits, "_keras_mask", None),
                                self.ignore_class)
@@ -396,7 +397,7 @@ class Distiller(keras.Model):
         with self.distribute_strategy.scope():
             self.preflight(params["x"], params["y"], params.get("sample_weight"))
         callbacks = fit_callbacks(self.student, params.get("callbacks"))
-        guard = DivergenceGuard(self._bad_step)
+        guard = DivergenceGuard(self._bad_step, self._train_counter)
         callbacks.append(guard)
         params["callbacks"] = callbacks
         params.pop("self")

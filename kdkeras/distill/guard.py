@@ -2,11 +2,13 @@
 
 ``train_step`` records the global step of the first non-finite loss in a variable and applies no
 update from then on (:func:`apply_if_finite`, also within one ``steps_per_execution`` block and
-under a multi-replica strategy); :class:`DivergenceGuard` stops ``fit``, and
-:meth:`Distiller.fit` raises :class:`TrainingDivergedError` after every callback has ended."""
+under a multi-replica strategy); :class:`DivergenceGuard` reads it without a per-step host sync
+and stops ``fit``, and :meth:`Distiller.fit` raises :class:`TrainingDivergedError` after every
+callback has ended."""
 
 from __future__ import annotations
 
+import time
 from typing import List, Optional, Tuple
 
 import tensorflow as tf
@@ -27,30 +29,57 @@ class TrainingDivergedError(RuntimeError):
 
 
 class DivergenceGuard(keras.callbacks.Callback):
-    """Stops ``fit`` at the first non-finite loss; :meth:`Distiller.fit` then raises.
+    """Stops ``fit`` soon after the first non-finite loss; :meth:`Distiller.fit` then raises.
 
     ``train_step`` records the global step of the first non-finite loss in a variable and
     applies no update from then on (also within one ``steps_per_execution`` block), so the
-    student keeps the weights of the last good step. Raising after ``fit`` returns (not inside
-    the callback) lets every other callback's ``on_train_end`` run.
+    student keeps the weights of the last good step whenever the guard notices. Reading that
+    variable is a host sync, so it is read at most once every ``check_seconds`` of training
+    (and at the end of every epoch), not after every step: a diverged run stops within about
+    that time, and the steps it runs meanwhile change nothing. Raising after ``fit`` returns
+    (not inside the callback) lets every other callback's ``on_train_end`` run.
+
+    Args:
+        bad_step: the Distiller's int64 variable (-1: no bad step yet).
+        train_counter: the model's step counter, read once per epoch to turn the global bad
+            step into a step of its epoch.
+        check_seconds: float >= 0 or None. Longest time between two reads (0: after every
+            step; None: :attr:`CHECK_SECONDS`).
     """
 
-    def __init__(self, bad_step: tf.Variable):
+    #: Default longest time between two reads of the bad-step variable, in seconds.
+    CHECK_SECONDS = 1.0
+
+    def __init__(self, bad_step: tf.Variable, train_counter: tf.Variable,
+                 check_seconds: Optional[float] = None):
         super().__init__()
+        self._supports_tf_logs = True  # the logs are not read: no per-step conversion
         self.bad_step = bad_step
+        self.train_counter = train_counter
+        self.check_seconds = float(self.CHECK_SECONDS if check_seconds is None else check_seconds)
         self.error: Optional[TrainingDivergedError] = None
         self._epoch = 0
         self._epoch_start = 0
-        self._seen = 0
+        self._last = 0.0
 
     def on_epoch_begin(self, epoch, logs=None):
         self._epoch = epoch
-        self._epoch_start = self._seen
+        self._epoch_start = int(self.train_counter.numpy())
+        self._last = time.monotonic()
 
     def on_train_batch_end(self, batch, logs=None):
-        self._seen = self._epoch_start + batch + 1
+        if time.monotonic() - self._last >= self.check_seconds:
+            self._check()
+            self._last = time.monotonic()
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check()
+
+    def _check(self) -> None:
+        if self.error is not None:
+            return
         bad = int(self.bad_step.numpy())
-        if bad < 0 or self.error is not None:
+        if bad < 0:
             return
         step = bad - self._epoch_start + 1
         self.model.stop_training = True

@@ -607,3 +607,30 @@ def test_ignore_class_leaves_unlabelled_examples_to_the_teacher(digits_data, tra
     # Without ignore_class, -1 is still refused as out of range.
     with pytest.raises(ValueError, match=r"Label -1 is out of range"):
         compiled(small_student(), trained_teacher).fit(xs, ys, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("check_seconds, steps_run", [(0.0, 3), (1e9, 8)])
+def test_nan_guard_reads_without_a_per_step_sync(digits_data, trained_teacher, monkeypatch,
+                                                 check_seconds, steps_run):
+    # The guard reads the bad-step variable at most once every CHECK_SECONDS (a host sync), and
+    # at each epoch end: with 0 it stops right after the bad step; with a long interval the
+    # epoch runs to its end, but the steps after the bad one apply nothing either way.
+    from kdkeras.distill.guard import DivergenceGuard
+
+    monkeypatch.setattr(DivergenceGuard, "CHECK_SECONDS", check_seconds)
+    (x, y), _ = digits_data
+    x = x[:512].copy()
+    x[130] = np.nan  # third batch of 64, of 8
+    student = small_student()
+    d = compiled(student, trained_teacher, optimizer=keras.optimizers.SGD(0.1))
+    seen = []
+
+    class Count(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            seen.append(batch)
+
+    with pytest.raises(kd.TrainingDivergedError, match="epoch 1, step 3") as err:
+        d.fit(x, y[:512], epochs=3, batch_size=64, shuffle=False, verbose=0, callbacks=[Count()])
+    assert (err.value.epoch, err.value.step) == (1, 3)
+    assert len(seen) == steps_run
+    assert int(d.optimizer.iterations.numpy()) == 2  # only steps 1 and 2 were applied
