@@ -131,6 +131,14 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
     text = outputs_text(nb)
     if path.name == "01_distill_quickstart.ipynb":
         assert "distilled student" in text and "params" in text
+        # The label-budget recipe at small size: 4,000 images, 10% of them labelled for both
+        # students; teacher, scratch and distilled student all run 32 optimizer steps an epoch
+        # (the scratch student's 4 batches of labelled images repeat).
+        labels = dict(re.findall(r"^(teacher|student from scratch|distilled student) +[\d,]+ +"
+                                 r"([\d,]+) ", text, re.M))
+        assert labels == {"teacher": "4,000", "student from scratch": "400",
+                          "distilled student": "400"}, labels
+        assert set(re.findall(r"^(\d+)/(\d+) - ", text, re.M)) == {("32", "32")}
     figures = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
                if "image/png" in o.get("data", {})]
     if path.name != "03_distill_transformer.ipynb":

@@ -41,6 +41,13 @@ def test_the_worker_runs_mediapipe_0_10_21_in_its_own_python(mediapipe, capsys):
     assert f"MediaPipe 0.10.21 at {mediapipe['python']}" in capsys.readouterr().out
 
 
+def test_a_jupyter_matplotlib_backend_does_not_reach_the_worker(mediapipe, monkeypatch):
+    # A Jupyter kernel (Colab, the notebooks) sets MPLBACKEND to its inline backend, which the
+    # worker's matplotlib rejects at import: the worker must not inherit it.
+    monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    assert run_worker({"command": "probe"})["ok"] is True
+
+
 def test_worker_errors_and_timeouts_are_surfaced(mediapipe, tmp_path):
     with pytest.raises(MediaPipeError, match=r"\(nope\) failed with exit status 1. Its stderr:\n"
                                              r"unknown command 'nope'; known: \['classify'"):
