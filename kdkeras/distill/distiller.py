@@ -377,7 +377,8 @@ class Distiller(keras.Model):
 
         Before training, one small batch is run through teacher and student to fail early
         with a clear message (shape mismatch, probabilities instead of logits, labels out of
-        range). A :class:`TrainingDivergedError` stops training at the first non-finite loss.
+        range). A :class:`TrainingDivergedError` stops training soon after the first non-finite loss
+        (no update is applied from that step on; see :class:`~kdkeras.distill.guard.DivergenceGuard`).
         When the student holds TF-MOT pruning wrappers, TF-MOT's ``UpdatePruningStep`` is added
         (and ``PruningSummaries`` when a TensorBoard callback gives a log dir) unless present.
         """
