@@ -8,14 +8,22 @@ the student then learns the tail from the hard next-token loss alone, and top-32
 5,852-token GPT came out *worse* than training from scratch (README, "Causal language models").
 
 Here the ``k`` slots are split: the ``head`` largest probabilities are kept exactly, and the
-other ``k - head`` slots hold tokens drawn from the teacher's distribution over the tail (its
-probabilities with the head removed, renormalised), each draw carrying ``tail / (k - head)``
-of the mass (repeated draws are merged into one slot with their masses added, and the slots
-left over get weight 0). In expectation over the draws this is the teacher's full
-distribution, so the gradient of the KL loss is an unbiased estimate of the full-logit
-gradient (the argument of Anshumann et al. 2025 for sampled sparse logits); keeping the head
-exact removes most of the sampling variance. The draws are made once, when the cache is
-written, from a seeded generator.
+other ``n = k - head`` slots hold tokens drawn from the teacher's distribution over the tail
+(its probabilities with the head removed, renormalised) by *systematic sampling*: one uniform
+``u`` per row and the ``n`` evenly spaced positions ``(u + i) / n``, ``i = 0 .. n - 1``, looked
+up on the tail's cumulative distribution. Each draw carries ``tail / n`` of the mass (repeated
+draws are merged into one slot with their masses added, and the slots left over get weight 0).
+A token with tail probability ``q`` is drawn ``floor(n q)`` or ``ceil(n q)`` times, ``n q`` on
+average, so in expectation over ``u`` this is the teacher's full distribution and the gradient
+of the KL loss is an unbiased estimate of the full-logit gradient (the argument of Anshumann et
+al. 2025 for sampled sparse logits). Its count has the least variance an unbiased whole number
+of draws can have, ``f (1 - f)`` with ``f`` the fraction of ``n q``: a token with ``q >= 1/n``
+is always drawn, where ``n`` i.i.d. (multinomial) draws, the method of caches whose
+``cache.json`` records no ``draws``, miss it with probability ``(1 - q)^n`` and give its count
+variance ``n q (1 - q)``. An exact head slot removes its token's variance but leaves one draw
+fewer for the tail, whose variance grows as ``tail² / n``: for a flat tail, which gains little
+from systematic draws, a larger head can add variance. The draws are made once, when the cache
+is written, from a seeded generator.
 
 The targets have the form :func:`~kdkeras.distill.topk.top_k_kl` already takes, so the
 Distiller and :class:`~kdkeras.distill.TopKShards` need nothing new::
@@ -51,12 +59,14 @@ from kdkeras.distill.topk import (CLASSES, IDS, LOGITS, TAIL, TEMPERATURE, check
                                   check_top_k, top_k_targets)
 from kdkeras.validation import check_int, check_temperature
 
-__all__ = ["sampled_top_k_targets", "default_head", "ZERO_WEIGHT", "TAILS"]
+__all__ = ["sampled_top_k_targets", "default_head", "ZERO_WEIGHT", "TAILS", "DRAWS"]
 
 #: The stored logit of an empty slot: exp(-60000 / T) is exactly 0 in float32 for T < 600.
 ZERO_WEIGHT = -60000.0
 #: How a top-k cache represents the teacher's mass outside the top k.
 TAILS = ("bucket", "sampled")
+#: How a sampled tail is drawn (recorded in the cache's metadata; older caches: i.i.d. draws).
+DRAWS = "systematic"
 _ROWS = 1024  # rows per chunk: bounds the float64 cumulative sums at 1024 x vocabulary
 
 
@@ -66,14 +76,18 @@ def default_head(k: int) -> int:
 
 
 def _draws(p: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """``n`` draws per row of the (unnormalised, non-negative) rows of ``p`` [R, V]: inverse CDF
-    on one flat cumulative sum, each row shifted by its index so one ``searchsorted`` serves all."""
+    """``n`` systematic draws per row of the (unnormalised, non-negative) rows of ``p`` [R, V]:
+    one uniform ``u`` per row, positions ``(u + i) / n`` on the row's CDF. One flat cumulative
+    sum, each row shifted by its index so one ``searchsorted`` serves all rows."""
     rows, classes = p.shape
+    offset = np.arange(rows, dtype=np.float64)[:, None]
     cdf = np.cumsum(p, axis=-1, dtype=np.float64)
     cdf /= np.maximum(cdf[:, -1:], 1e-300)
-    cdf += np.arange(rows)[:, None]
-    u = np.arange(rows)[:, None] + rng.random((rows, n)) * (1.0 - 1e-12)
-    flat = np.searchsorted(cdf.ravel(), u.ravel(), side="right").reshape(rows, n)
+    cdf += offset
+    u = rng.random((rows, 1)) * (1.0 - 1e-12)
+    at = offset + (u + np.arange(n)) / n
+    at = np.minimum(at, np.nextafter(offset + 1.0, 0.0))  # rounding never leaves the row
+    flat = np.searchsorted(cdf.ravel(), at.ravel(), side="right").reshape(rows, n)
     return np.clip(flat - np.arange(rows)[:, None] * classes, 0, classes - 1)
 
 
@@ -102,8 +116,9 @@ def sampled_top_k_targets(logits, k: int, temperature: float, head: Optional[int
         temperature: float > 0. The distillation temperature: the teacher's distribution is
             taken (and sampled) at it, and only a Distiller with it may use the targets.
         head: int in [0, k - 1] or None. Slots kept exactly (largest first); the other
-            ``k - head`` are draws. None: :func:`default_head` (k // 2).
-        seed: int, ``np.random.Generator`` or None. Where the draws come from.
+            ``k - head`` are systematic draws from the tail. None: :func:`default_head`
+            (k // 2).
+        seed: int, ``np.random.Generator`` or None. Where the draws' uniforms come from.
 
     Returns:
         A top-k target dict (module docstring) with ``tail`` 0. With ``k`` = classes it is

@@ -53,7 +53,7 @@ from kdkeras.distill.fingerprint import fingerprint_arrays, fingerprint_tokens, 
 from kdkeras.distill.teachers import as_teacher
 from kdkeras.distill.topk import (CLASSES, IDS, LOGITS, TAIL, TEMPERATURE, check_top_k,
                                   narrow_top_k, top_k_targets)
-from kdkeras.distill.topk_sampled import TAILS, sampled_top_k_targets
+from kdkeras.distill.topk_sampled import DRAWS, TAILS, sampled_top_k_targets
 from kdkeras.validation import check_int, check_temperature
 
 __all__ = ["cache_top_k_shards", "TopKShards", "fingerprint_weights", "fingerprint_tokens",
@@ -174,10 +174,10 @@ def cache_top_k_shards(
     with :func:`~kdkeras.distill.topk.top_k_targets`, and each smaller k is derived from those
     (:func:`~kdkeras.distill.topk.narrow_top_k`, exact). With ``tail="sampled"`` each k gets
     its own :func:`~kdkeras.distill.topk_sampled.sampled_top_k_targets` (half the slots
-    exact, half drawn from the teacher's tail; an unbiased estimate of the full distribution,
-    which the bucket is not: for a language model it is the one that pays, see README). Then
-    the logits are dropped, so memory holds one batch of logits and one shard of targets,
-    never the corpus's logits.
+    exact, half systematic draws from the teacher's tail; an unbiased estimate of the full
+    distribution, which the bucket is not: for a language model it is the one that pays, see
+    README). Then the logits are dropped, so memory holds one batch of logits and one shard of
+    targets, never the corpus's logits.
 
     Args:
         teacher: anything :func:`~kdkeras.distill.as_teacher` accepts; called once per batch.
@@ -203,7 +203,8 @@ def cache_top_k_shards(
         ``temperature``, ``vocabulary_size``, ``examples``, ``tokens`` (sum of sample_weight),
         ``shard_examples``, ``shards`` (name, examples, tokens each), ``file_sizes`` (per k, per
         shard), ``bytes`` (per k: the ids, logits and tail arrays), ``full_logit_bytes``
-        (``N·T·V·4``), ``identity``, ``batch_size``, ``tail`` and ``seed``.
+        (``N·T·V·4``), ``identity``, ``batch_size``, ``tail``, ``seed`` and ``draws`` (a sampled
+        tail's draws: ``"systematic"``; absent from older caches, whose draws are i.i.d.).
 
     Raises:
         ValueError: bad ``top_k`` (< 1 or above the vocabulary), temperature, sizes, data or
@@ -257,7 +258,7 @@ def cache_top_k_shards(
             "dtypes": {key: a.dtype.str for key, a in zip(DATA_KEYS, (x, y, sw))},
             "shards": writer.shards, "file_sizes": writer.files, "bytes": writer.nbytes,
             "full_logit_bytes": n * steps * vocabulary * 4, "identity": ident,
-            "tail": tail, "seed": int(seed),
+            "tail": tail, "seed": int(seed), "draws": DRAWS if tail == "sampled" else None,
         }
         atomic_write_bytes(tmp / CACHE_FILE, json.dumps(meta, indent=1).encode())  # last
     return meta
