@@ -15,8 +15,9 @@ recipe (alpha / ``student_loss_weight`` 0.1, T 4, Adam 1e-3, batch 64) and epoch
 
 "whole fit" is what a user waits for: build, compile and ``fit`` for ``--epochs`` epochs, summed
 over the seeds; "steady" is the median epoch time of ``--steady-epochs`` more epochs of the same
-model (traced already), median over the seeds. Configurations are interleaved seed by seed, so a busy machine slows all alike. Speed
-ratios are kdkeras's samples/s over the peer's (above 1: kdkeras is faster).
+model (traced already), median over the seeds. Configurations are interleaved seed by seed, so
+a busy machine slows all alike. Speed ratios are kdkeras's samples/s over the peer's (above 1:
+kdkeras is faster).
 
 Where the time went (TF 2.21, tf-keras 2.21, 2 cores), before the changes this script measures:
 
@@ -121,23 +122,18 @@ def teachers(x, y, epochs: int):
     return teacher, keras3_twin(teacher)
 
 
-class EpochTimes:
-    """Wall time of each epoch of a ``fit`` (a plain object with the hooks both Kerases call)."""
+def epoch_timer(keras_module, seconds: list):
+    """A callback of ``keras_module`` (tf-keras or Keras 3) appending each epoch's wall time to
+    ``seconds``."""
 
-    def __init__(self):
-        self.seconds, self._t0 = [], 0.0
+    class EpochTimer(keras_module.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
 
-    def _as(self, keras_module):
-        outer = self
+        def on_epoch_end(self, epoch, logs=None):
+            seconds.append(time.perf_counter() - self.t0)
 
-        class _Callback(keras_module.callbacks.Callback):
-            def on_epoch_begin(self, epoch, logs=None):
-                outer._t0 = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                outer.seconds.append(time.perf_counter() - outer._t0)
-
-        return _Callback()
+    return EpochTimer()
 
 
 def accuracy(model, xt, yt) -> float:
@@ -223,10 +219,10 @@ def main(argv=None):
             m.fit(ds, epochs=args.epochs, verbose=0)
             wall[r] += time.perf_counter() - t0
             acc[r].append(accuracy(student, xt, yt))
-            times = EpochTimes()
-            callback = times._as(keras3 if kind == "peer" else keras)
-            m.fit(ds, epochs=args.steady_epochs, verbose=0, callbacks=[callback])
-            steady[r].append(float(np.median(times.seconds)))
+            seconds = []
+            m.fit(ds, epochs=args.steady_epochs, verbose=0,
+                  callbacks=[epoch_timer(keras3 if kind == "peer" else keras, seconds)])
+            steady[r].append(float(np.median(seconds)))
             print(f"seed {seed} {s:4s} {v:8s} {kind:10s} acc {acc[r][-1]:.4f} "
                   f"whole {wall[r]:.1f}s steady {steady[r][-1]:.2f}s", flush=True)
 

@@ -149,10 +149,9 @@ def run_worker(request: Dict[str, Any], timeout: float = 600,
         req, res = os.path.join(tmp, "request.json"), os.path.join(tmp, "result.json")
         with open(req, "w", encoding="utf-8") as f:
             json.dump(request, f)
-        # Not the caller's Python or matplotlib settings: a Jupyter kernel's MPLBACKEND
-        # (module://matplotlib_inline...) names a backend the worker's matplotlib lacks.
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("PYTHON") and k != "MPLBACKEND"}
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        # A Jupyter kernel's MPLBACKEND (module://matplotlib_inline...) names a backend the
+        # worker's matplotlib lacks.
         env["MPLBACKEND"] = "agg"
         env.setdefault("GLOG_minloglevel", "2")
         try:
