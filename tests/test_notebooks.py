@@ -1,5 +1,6 @@
 """The Colab notebooks: committed without outputs, opened and installed from the repository URL in
-setup.cfg, and executed top to bottom at small size (KDKERAS_NOTEBOOK_SMALL=1)."""
+setup.cfg at the release tag of this version, and executed top to bottom at small size
+(KDKERAS_NOTEBOOK_SMALL=1)."""
 
 import configparser
 import json
@@ -8,6 +9,8 @@ import re
 from pathlib import Path
 
 import pytest
+
+import kdkeras
 
 ROOT = Path(__file__).parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -64,6 +67,9 @@ def test_badge_and_install_cell_use_setup_cfg_url_and_own_path(path):
     assert len(installs) == 1, first_code
     (pip_url, ref), = installs
     assert pip_url == url
+    # Pinned to the release this notebook belongs to: the tag of kdkeras.__version__
+    # (README, Notebooks: bump the version and tag the release together).
+    assert ref == f"v{kdkeras.__version__}", (ref, kdkeras.__version__)
     assert 'find_spec("kdkeras") is None' in first_code  # installs on Colab only
     badge = f"{COLAB}{url.removeprefix('https://github.com/')}/blob/{ref}/notebooks/{path.name}"
     assert nb_cells[0]["cell_type"] == "markdown"
@@ -71,6 +77,14 @@ def test_badge_and_install_cell_use_setup_cfg_url_and_own_path(path):
         source(nb_cells[0])
     links = re.findall(re.escape(COLAB) + r"[^\s)\"'>]+", "".join(source(c) for c in nb_cells))
     assert links == [badge]  # one badge, no stale link to another repository or notebook
+
+
+def test_readme_badges_open_each_notebook_at_the_release_tag():
+    readme = (ROOT / "README.md").read_text("utf-8")
+    links = re.findall(re.escape(COLAB) + r"[^\s)\"'>]+", readme)
+    repo = repository_url().removeprefix("https://github.com/")
+    expected = [f"{COLAB}{repo}/blob/v{kdkeras.__version__}/notebooks/{p.name}" for p in NOTEBOOKS]
+    assert links == expected, links
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
@@ -147,6 +161,12 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
         spec = json.loads((tmp_path / "android" / "model.json").read_text())
         assert spec["accuracy_n"] == 500 and 0.0 <= spec["accuracy"] <= 1.0
         assert spec["class_names"][0] == "T-shirt/top" and spec["normalization"]["std"] == 255.0
+        # The bundle went through MediaPipe's ImageClassifier (the RGB adapter inside the file).
+        assert spec["input"]["shape"] == [-1, 28, 28, 3] and spec["input"]["adapter"]
+        check = spec["mediapipe"]["check"]
+        assert check["status"] == "passed" and check["n"] == 500, check
+        assert check["agreement"] >= 0.995, check
+        assert "MediaPipe ImageClassifier: passed; agrees with the file's top-1 on " in text
     if path.name == "03_distill_transformer.ipynb":
         spec = json.loads((tmp_path / "android_text" / "model.json").read_text())
         vocab = (tmp_path / "android_text" / "vocab.txt").read_text("utf-8").splitlines()
@@ -154,6 +174,11 @@ def test_notebook_executes(path, tmp_path, monkeypatch):
         assert spec["tokenizer"]["vocabulary_size"] == len(vocab) == 30522
         assert [(t["name"], t["dtype"]) for t in spec["inputs"]] == \
             [("ids", "int32"), ("mask", "int32"), ("segment_ids", "int32")]
+        # MediaPipe's TextClassifier tokenized and classified the raw test tweets itself.
+        check = spec["mediapipe"]["check"]
+        assert check["status"] == "passed" and check["n"] == 64 and check["agreement"] >= 0.995, \
+            check
+        assert "MediaPipe TextClassifier: passed; agrees with the file's top-1 on " in text
     if path.name == "04_distill_language_model.ipynb":
         spec = json.loads((tmp_path / "android_lm" / "model.json").read_text())
         vocab = (tmp_path / "android_lm" / "vocab.txt").read_text("utf-8").splitlines()
