@@ -346,7 +346,8 @@ class Distiller(keras.Model):
         self._bad_step.assign(
             tf.where(tf.logical_and(clean, tf.logical_not(finite)), self._train_counter, self._bad_step)
         )
-        apply_if_finite(self.optimizer, pairs, tf.logical_and(finite, clean))
+        apply_if_finite(self.optimizer, pairs, tf.logical_and(finite, clean),
+                        select=bool(self.jit_compile))
         return self._update_metrics(parts, y, s_logits, sw, mask)
 
     def _mix(self, x, y):

@@ -634,3 +634,32 @@ def test_nan_guard_reads_without_a_per_step_sync(digits_data, trained_teacher, m
     assert (err.value.epoch, err.value.step) == (1, 3)
     assert len(seen) == steps_run
     assert int(d.optimizer.iterations.numpy()) == 2  # only steps 1 and 2 were applied
+
+
+def test_nan_guard_under_jit_compile_restores_weights_and_adam_state(digits_data, trained_teacher,
+                                                                     monkeypatch):
+    # Under XLA the update is gated by a select, not a tf.cond (a cond that updates variables
+    # made XLA's step 2-3x slower): the steps from the bad one on change neither the weights
+    # nor Adam's moments or step counter, even when the epoch runs to its end.
+    from kdkeras.distill.guard import DivergenceGuard
+
+    monkeypatch.setattr(DivergenceGuard, "CHECK_SECONDS", 1e9)
+    (x, y), _ = digits_data
+    x = x[:512].copy()
+    x[130] = np.nan  # third batch of 64, of 8
+    student = small_student()
+    d = compiled(student, trained_teacher, jit_compile=True)
+    with pytest.raises(kd.TrainingDivergedError, match="epoch 1, step 3"):
+        d.fit(x, y[:512], epochs=1, batch_size=64, shuffle=False, verbose=0)
+    assert int(d.optimizer.iterations.numpy()) == 2
+    graph = d.train_function.get_concrete_function(
+        iter(tf.data.Dataset.from_tensor_slices((x[:64], y[:64])).batch(64))).graph.as_graph_def()
+    ops = {n.op for n in graph.node} | {n.op for f in graph.library.function for n in f.node_def}
+    reference = small_student()
+    ref = compiled(reference, trained_teacher, jit_compile=True)
+    ref.fit(x[:128], y[:128], epochs=1, batch_size=64, shuffle=False, verbose=0)
+    for a, b in zip(reference.get_weights(), student.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    for a, b in zip(ref.optimizer.variables, d.optimizer.variables):  # iterations, m and v
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-9)
+    assert not ops & {"If", "StatelessIf"}, sorted(ops & {"If", "StatelessIf"})
