@@ -217,7 +217,8 @@ class LiteRTLMResult(NamedTuple):
 
     Attributes:
         text: str. The generated text (detokenized by the runtime).
-        ids: list of int. ``text`` tokenized again by the file's tokenizer.
+        ids: list of int. ``text`` tokenized again by the file's tokenizer, after the prompt
+            (:func:`generated_ids`).
         prompt_ids: list of int. The prompt as the runtime tokenized it (without the start id).
         seconds: float. Wall-clock time of prefill + decode.
     """
@@ -275,7 +276,33 @@ def run_litert_lm(path: Union[str, "os.PathLike[str]"], prompt: Union[str, Seque
         text = "".join(session.run_decode().texts[:1])
         seconds = time.perf_counter() - start
         session.close()
-        return LiteRTLMResult(text, engine.tokenize(text) if text else [],
+        return LiteRTLMResult(text, generated_ids(engine.tokenize, prompt, text),
                               engine.tokenize(prompt), seconds)
     finally:
         engine.close()
+
+
+def generated_ids(tokenize, prompt: str, text: str) -> List[int]:
+    """The ids of ``text``, generated after ``prompt``, as the file's tokenizer reads them.
+
+    The runtime detokenizes the generated ids on their own, so a first id that continues the
+    prompt's last word comes back as ``"##ing the ..."``; tokenized alone that reads as
+    ``#``, ``#``, ``ing``. So the prompt and the text are tokenized together (the ``##`` joins
+    the word, anything else follows a space) and the prompt's ids are dropped; if the prompt
+    does not tokenize to the same ids inside the whole, the text is tokenized alone.
+
+    >>> pieces = {"rever": 1, "##ing": 2, "the": 3, "#": 4, "ing": 5}
+    >>> def tokenize(t):  # a toy WordPiece: whole words, or rever + ##ing
+    ...     out = []
+    ...     for w in t.split():
+    ...         out += [1, 2] if w == "revering" else [4, 4, 5] if w == "##ing" else [pieces[w]]
+    ...     return out
+    >>> generated_ids(tokenize, "the rever", "##ing the")
+    [2, 3]
+    """
+    if not text:
+        return []
+    head = tokenize(prompt)
+    joined = prompt + text[2:] if text.startswith("##") else prompt + " " + text
+    ids = tokenize(joined)
+    return ids[len(head):] if ids[:len(head)] == head else tokenize(text)

@@ -114,3 +114,23 @@ def test_runtime_greedy_equals_keras_greedy(toy, packaged):
     assert len(set(generate(keras_next_logits(toy), [SEP, 5], 14).tolist())) >= 12
     assert run_litert_lm(packaged, "tok5 tok9", 3).ids == [13, 2, 7]
     assert os.listdir(os.path.dirname(packaged)) == ["toy.litertlm"]  # no XNNPACK cache left
+
+
+def test_generated_ids_read_a_continuation_piece_after_the_prompt():
+    # The runtime detokenizes the generated ids alone: a first piece that continues the
+    # prompt's last word comes back as "##ing ...", which tokenized alone reads as "#", "#", ...
+    from tokenizers import Tokenizer
+
+    from kdkeras.export.litert_lm import generated_ids
+
+    vocabulary = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "rever", "##ing", "the", "States", "#",
+                  "ing", ","]
+    tok = Tokenizer.from_str(hf_tokenizer_json(vocabulary, dict(
+        TOKENIZER, cls_id=2, sep_id=3, eos_id=3, vocabulary_size=len(vocabulary))))
+    tokenize = lambda text: tok.encode(text).ids  # noqa: E731
+    text = tok.decode([5, 6, 7, 10])
+    assert text.startswith("##ing the")  # what the runtime returned in the benchmark
+    assert tokenize(text)[:3] == [8, 8, 9]  # the old comparison: shifted by two
+    assert generated_ids(tokenize, "the rever", text) == [5, 6, 7, 10]
+    assert generated_ids(tokenize, "the rever", "the States") == [6, 7]
+    assert generated_ids(tokenize, "the rever", "") == []
