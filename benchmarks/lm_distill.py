@@ -76,21 +76,22 @@ def teacher_model(args, data, x, y, sw):
     import keras as keras3
 
     path = args.out / (f"teacher_{args.teacher_width}x{args.teacher_depth}_"
-                       f"{args.teacher_tokens}_{args.teacher_epochs}ep_v{data.vocabulary_size}.keras")
+                       f"{args.teacher_tokens}_{args.teacher_epochs}ep_b{args.teacher_batch_size}_"
+                       f"v{data.vocabulary_size}.keras")
     if path.exists():
         print(f"teacher: reuse {path}", flush=True)
         return keras3.saving.load_model(path), None
     keras3.utils.set_random_seed(0)
     model = build_gpt_teacher(args.context, data.vocabulary_size, width=args.teacher_width,
                               depth=args.teacher_depth, heads=args.teacher_heads)
-    total = args.teacher_epochs * steps(len(x), args.batch_size)
+    total = args.teacher_epochs * steps(len(x), args.teacher_batch_size)
     schedule = keras3.optimizers.schedules.CosineDecay(
         0.0, total, alpha=0.1, warmup_target=args.teacher_lr, warmup_steps=max(total // 10, 1))
     model.compile(optimizer=keras3.optimizers.AdamW(schedule, weight_decay=0.01),
                   loss=keras3.losses.SparseCategoricalCrossentropy(from_logits=True))
     start = time.time()
-    model.fit(x, y, sample_weight=sw, batch_size=args.batch_size, epochs=args.teacher_epochs,
-              verbose=2, shuffle=True)
+    model.fit(x, y, sample_weight=sw, batch_size=args.teacher_batch_size,
+              epochs=args.teacher_epochs, verbose=2, shuffle=True)
     seconds = time.time() - start
     model.save(path)
     return model, seconds
@@ -231,19 +232,28 @@ def main(argv=None):
     p.add_argument("--teacher-width", type=int, default=256)
     p.add_argument("--teacher-depth", type=int, default=4)
     p.add_argument("--teacher-heads", type=int, default=4)
+    p.add_argument("--teacher-batch-size", type=int, default=8)
     p.add_argument("--student-tokens", type=int, default=75_000)
     p.add_argument("--eval-tokens", type=int, default=60_000)
     p.add_argument("--width", type=int, default=96)
     p.add_argument("--depth", type=int, default=2)
     p.add_argument("--heads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--seeds", type=int, nargs="+", default=None,
+                   help="student seeds of the scratch, full-logit and --seeded-k rows (their "
+                        "perplexity: the mean; the first seed's student is pruned); default "
+                        "1 2 3 (--quick: 1)")
+    p.add_argument("--seeded-k", type=int, nargs="+", default=[32],
+                   help="top-k rows run with every seed (the others: the first seed)")
     p.add_argument("--lr", type=float, default=3e-3)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=int, default=8,
+                   help="students' batch (8: 888 optimizer steps for 75,000 tokens x 12 epochs; "
+                        "at 32 the 228 steps left students on the unigram plateau by seed)")
     p.add_argument("--alpha", type=float, default=0.2)
     p.add_argument("--temperature", type=float, default=1.0)
     p.add_argument("--top-k", type=int, nargs="+", default=[8, 32, 128])
-    p.add_argument("--tails", nargs="+", default=["sampled", "bucket"],
-                   choices=["sampled", "bucket"], help="top-k caches to build (first: prune's)")
+    p.add_argument("--tails", nargs="+", default=["sampled"], choices=["sampled", "bucket"],
+                   help="top-k caches to build (first: prune's); add bucket for FKD's form")
     p.add_argument("--sparsity", type=float, default=0.5)
     p.add_argument("--prune-epochs", type=int, default=4)
     p.add_argument("--generate", type=int, default=40, help="tokens per generated sample")
@@ -257,6 +267,7 @@ def main(argv=None):
         args.teacher_tokens, args.student_tokens, args.eval_tokens = 40_000, 20_000, 8_000
         args.context, args.teacher_width, args.teacher_depth = 64, 64, 2
         args.width, args.depth, args.vocabulary_size, args.generate = 32, 1, 2000, 10
+    args.seeds = args.seeds or ([1] if args.quick else [1, 2, 3])
     args.out.mkdir(parents=True, exist_ok=True)
     started = time.time()
     timings = {}
@@ -288,17 +299,33 @@ def main(argv=None):
     row("teacher", teacher, teacher.count_params(), teacher_seconds,
         tokens=int(teacher_train[2].sum()))
 
+    def seeded_row(name, fit, seeds, **extra):
+        """One student per seed (its initialisation and shuffling); the row's perplexity is
+        their mean, each seed's is kept. Returns the first seed's student."""
+        first, ppls, secs = None, [], []
+        for seed in seeds:
+            t0 = time.time()
+            m = fit(seed)
+            secs.append(time.time() - t0)
+            ppls.append(round(float(perplexity(m, *test, batch_size=64)), 2))
+            first = m if first is None else first
+        r = {"model": name, "perplexity": float(np.mean(ppls)), "perplexities": ppls,
+             "seeds": list(seeds), "params": int(first.count_params()),
+             "seconds": round(float(np.mean(secs)), 1), **extra}
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+        return first
+
     want = set(args.only or ROWS)
     if "scratch" in want:
-        t0 = time.time()
-        models["scratch"] = fit_scratch(args, student(args, V, 1), train, 1)
-        row("student scratch", models["scratch"], models["scratch"].count_params(),
-            time.time() - t0, tokens=int(train[2].sum()))
+        models["scratch"] = seeded_row(
+            "student scratch", lambda seed: fit_scratch(args, student(args, V, seed), train, seed),
+            args.seeds, tokens=int(train[2].sum()))
     if want & {"full", "prune", "export"}:
-        t0 = time.time()
-        models["full"] = fit_kd(args, student(args, V, 1), train, 1, teacher=teacher)
-        row("student KD full logits", models["full"], models["full"].count_params(),
-            time.time() - t0, tokens=int(train[2].sum()))
+        models["full"] = seeded_row(
+            "student KD full logits",
+            lambda seed: fit_kd(args, student(args, V, seed), train, seed, teacher=teacher),
+            args.seeds if want & {"full"} else args.seeds[:1], tokens=int(train[2].sum()))
     meta, metas, caches, gen = {}, {}, {}, {}
     tails = args.tails if want & {"topk"} else args.tails[:1]
     if want & {"topk", "prune", "export"}:
@@ -307,7 +334,7 @@ def main(argv=None):
             t0 = time.time()
             folder = args.out / f"topk_cache_{tail}"
             meta = cache_top_k_shards(teacher, train, folder, top_k=args.top_k,
-                                      temperature=args.temperature, batch_size=args.batch_size,
+                                      temperature=args.temperature, batch_size=64,
                                       identity=identity, tail=tail, seed=0)
             timings[f"cache_{tail}"] = time.time() - t0
             metas[tail] = {key: meta[key] for key in ("bytes", "full_logit_bytes", "tokens",
@@ -319,12 +346,13 @@ def main(argv=None):
     if "topk" in want:
         for tail in tails:
             for k in args.top_k:
-                t0 = time.time()
-                m = fit_kd(args, student(args, V, 1), train, 1, cache=caches[tail, k])
-                models[f"top{k}_{tail}"] = m
-                row(f"student KD top-{k}, {tail} tail", m, m.count_params(), time.time() - t0,
-                    cache_bytes=caches[tail, k].nbytes,
-                    cache_reduction=round(meta["full_logit_bytes"] / caches[tail, k].nbytes, 1))
+                cache = caches[tail, k]
+                models[f"top{k}_{tail}"] = seeded_row(
+                    f"student KD top-{k}, {tail} tail",
+                    lambda seed: fit_kd(args, student(args, V, seed), train, seed, cache=cache),
+                    args.seeds if k in args.seeded_k else args.seeds[:1],
+                    cache_bytes=cache.nbytes,
+                    cache_reduction=round(meta["full_logit_bytes"] / cache.nbytes, 1))
     if want & {"prune", "export"}:
         gen = compress_and_export(args, data, teacher, models["full"], train, test, caches,
                                   rows, row)
@@ -335,7 +363,9 @@ def main(argv=None):
               "total_seconds": round(time.time() - started, 1)}
     print(_common.table(
         ["model", "params", "perplexity", "cache bytes", "seconds"],
-        [[r["model"], r.get("params", ""), f"{r['perplexity']:.2f}" if "perplexity" in r else
+        [[r["model"], r.get("params", ""), (f"{r['perplexity']:.2f}" + (
+            f" ({' / '.join(f'{p:.2f}' for p in r['perplexities'])})"
+            if len(r.get("perplexities", [])) > 1 else "")) if "perplexity" in r else
           r.get("refused", ""), r.get("cache_bytes", r.get("bytes", "")), r.get("seconds", "")]
          for r in rows]))
     print(json.dumps(gen, indent=1))

@@ -170,6 +170,11 @@ def test_init_writes_a_causal_lm_config_that_reads_back(tmp_path):
     cfg = RunConfig.from_toml(path)
     assert cfg == RunConfig.from_dict({"task": "causal_lm", "data": {"source": "sotu"}})
     assert (cfg.data.source, cfg.export.quantization, cfg.distill.top_k) == ("sotu", "dynamic", 32)
+    # The benchmark's recipe: batches of 8 windows (888 student steps), unless the config says.
+    assert cfg.batch_size == 8 and "batch_size = 8" in path.read_text()
+    assert RunConfig.from_dict({"task": "causal_lm", "batch_size": 32,
+                                "data": {"source": "sotu"}}).batch_size == 32
+    assert RunConfig.from_dict({}).batch_size == 128  # a classification run keeps its own
 
 
 @pytest.mark.parametrize("verify, message", [
