@@ -10,8 +10,10 @@ WordPiece vocabulary trained on the training addresses (keras-hub's
 Teacher: keras-hub ``GPT2Backbone`` (``--teacher-width`` x ``--teacher-depth``), trained here on
 the first ``--teacher-tokens`` training tokens (kept in ``--out`` and reused by the next run with
 the same settings). Students (``--width`` x ``--depth``, tied embeddings) all get the same token
-budget (the first ``--student-tokens`` training tokens), epochs, batch size, seed and optimizer
-(Adam, cosine schedule with 10% warm-up):
+budget (the first ``--student-tokens`` training tokens), epochs, batch size (8 windows: at 32,
+too few optimizer steps left some seeds on the unigram plateau), seeds and optimizer (Adam,
+cosine schedule with 10% warm-up); the scratch, full-logit and top-32 rows run with every
+``--seeds`` seed and report their mean (the others, the first seed):
 
 * ``scratch``: the next-token loss only;
 * ``KD full logits``: teacher online, per-token KL at ``--temperature`` plus the next-token loss
@@ -20,8 +22,9 @@ budget (the first ``--student-tokens`` training tokens), epochs, batch size, see
   k): k/2 of the teacher's largest probabilities kept exactly, the other k/2 slots drawn from
   its distribution over the rest (``kd.distill.sampled_top_k_targets``: an unbiased estimate of
   the full distribution);
-* ``KD top-k, bucket tail``: the teacher's k largest logits with the rest folded into one tail
-  bucket (FKD's form; biased: it says how much mass lies outside the top k, not where).
+* ``KD top-k, bucket tail`` (``--tails sampled bucket``): the teacher's k largest logits with
+  the rest folded into one tail bucket (FKD's form; biased: it says how much mass lies outside
+  the top k, not where).
 
 Then the full-logit student is pruned (TF-MOT, KD fine-tune from the first ``--tails`` top-32
 cache), exported
