@@ -246,7 +246,7 @@ def main(argv=None):
         srate = lambda r: args.n / float(np.median(steady[r]))
         crate = lambda r: args.n / float(np.median(steady_cpu[r]))
         rows.append((s, v, label,
-                     f"{100 * np.mean(acc[pa]):.2f} / **{100 * np.mean(acc[pb]):.2f}**",
+                     f"{100 * np.mean(acc[pa]):.2f} / {100 * np.mean(acc[pb]):.2f}",
                      f"{rate(pa):,.0f} / {rate(pb):,.0f}", f"**{rate(pb) / rate(pa):.2f}×**",
                      f"{srate(pa):,.0f} / {srate(pb):,.0f}", f"**{srate(pb) / srate(pa):.2f}×**",
                      f"**{crate(pb) / crate(pa):.2f}×**"))
