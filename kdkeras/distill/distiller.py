@@ -36,11 +36,12 @@ from kdkeras.distill.batches import (
     unpack,
     weighted_mean,
 )
-from kdkeras.distill.guard import DivergenceGuard, TrainingDivergedError, apply_if_finite
+from kdkeras.distill.guard import DivergenceGuard, TrainingDivergedError, all_finite, apply_if_finite
 from kdkeras.distill.hints import HintLoss
 from kdkeras.distill.hooks import fit_callbacks
 from kdkeras.distill.mixing import as_mix
 from kdkeras.distill.preflight import preflight, shape_mismatch
+from kdkeras.distill.step_state import build_step_state
 from kdkeras.distill.student_loss import default_student_loss, per_example
 from kdkeras.distill.teachers import EnsembleTeacher, Teacher, as_teacher, feature_model
 from kdkeras.distill.topk import is_top_k
@@ -142,7 +143,7 @@ class Distiller(keras.Model):
         # The logs are metric results, already the same on every replica; tf-keras's "auto"
         # sums them over the workers of a MultiWorkerMirroredStrategy (loss logged N times).
         self.distribute_reduction_method = "first"
-        # Global step of the first non-finite loss (-1: none). Read by DivergenceGuard.
+        # Global step of the first non-finite loss or gradient (-1: none). Read by DivergenceGuard.
         self._bad_step = tf.Variable(
             -1, dtype=tf.int64, trainable=False, aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA
         )
@@ -337,17 +338,19 @@ class Distiller(keras.Model):
                                self.ignore_class)
         grads = tape.gradient(scaled, variables)
         pairs = [(g, v) for g, v in zip(grads, variables) if g is not None]
-        finite = tf.reduce_all(tf.math.is_finite(total))
+        finite = all_finite(total, [g for g, _ in pairs])  # the loss and every gradient
         ctx = tf.distribute.get_replica_context()
         if ctx is not None and ctx.num_replicas_in_sync > 1:  # one verdict for all replicas
             bad = ctx.all_reduce(tf.distribute.ReduceOp.SUM, 1.0 - tf.cast(finite, tf.float32))
             finite = tf.equal(bad, 0.0)
         clean = tf.less(self._bad_step, 0)
-        self._bad_step.assign(
-            tf.where(tf.logical_and(clean, tf.logical_not(finite)), self._train_counter, self._bad_step)
-        )
+
+        def mark_bad():  # the first bad step's number (runs only when no update is applied)
+            self._bad_step.assign(tf.where(tf.logical_and(clean, tf.logical_not(finite)),
+                                           self._train_counter, self._bad_step))
+
         apply_if_finite(self.optimizer, pairs, tf.logical_and(finite, clean),
-                        select=bool(self.jit_compile))
+                        select=bool(self.jit_compile), on_skip=mark_bad)
         return self._update_metrics(parts, y, s_logits, sw, mask)
 
     def _mix(self, x, y):
@@ -378,8 +381,11 @@ class Distiller(keras.Model):
 
         Before training, one small batch is run through teacher and student to fail early
         with a clear message (shape mismatch, probabilities instead of logits, labels out of
-        range). A :class:`TrainingDivergedError` stops training soon after the first non-finite loss
-        (no update is applied from that step on; see :class:`~kdkeras.distill.guard.DivergenceGuard`).
+        range); the optimizer's slots and the compiled metrics are then created from it, so the
+        train step is traced once, not twice (:mod:`~kdkeras.distill.step_state`). A
+        :class:`TrainingDivergedError` stops training soon after the first non-finite loss or
+        gradient (no update is applied from that step on; see
+        :class:`~kdkeras.distill.guard.DivergenceGuard`).
         When the student holds TF-MOT pruning wrappers, TF-MOT's ``UpdatePruningStep`` is added
         (and ``PruningSummaries`` when a TensorBoard callback gives a log dir) unless present.
         """
@@ -397,7 +403,8 @@ class Distiller(keras.Model):
         # In the strategy's scope, as Keras's fit runs: a student with TF-MOT pruning wrappers
         # assigns its masked weights on every call, which a MirroredVariable refuses outside it.
         with self.distribute_strategy.scope():
-            self.preflight(params["x"], params["y"], params.get("sample_weight"))
+            sample = preflight(self, params["x"], params["y"], params.get("sample_weight"))
+            build_step_state(self, sample)  # so that fit traces the train step once, not twice
         callbacks = fit_callbacks(self.student, params.get("callbacks"))
         guard = DivergenceGuard(self._bad_step, self._train_counter)
         callbacks.append(guard)

@@ -4,7 +4,7 @@ pass of at most 16 examples."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -32,27 +32,33 @@ def shape_mismatch(source: str, t_shape, student_name: str, s_shape) -> ValueErr
     )
 
 
-def preflight(distiller: Any, x, y=None, sample_weight=None) -> None:
+def preflight(distiller: Any, x, y=None, sample_weight=None) -> Optional[Tuple[Any, Any, Any, tf.Tensor]]:
     """Checks one small batch: output shapes, logits vs probabilities, label range.
 
     Called by :meth:`fit`; data it cannot peek at (generators) is checked at trace time.
+
+    Returns:
+        ``(x, y, sample_weight, student_logits)`` of the checked batch (None when it could not
+        be peeked), which :func:`kdkeras.distill.step_state.build_step_state` reuses.
 
     Raises:
         ValueError: naming the bad shapes or values and how to fix them.
     """
     sample = peek(x, y, sample_weight)
     if sample is None:
-        return
+        return None
     xs, ys, sws, logits = unpack(sample, distiller.teacher is not None, len(distiller.student.inputs or [None]))
     if logits is None and distiller.teacher is None:
         raise ValueError(NO_TEACHER_MESSAGE)
-    s = np.asarray(distiller.student(xs, training=False), dtype=np.float32)
+    s_logits = distiller.student(xs, training=False)
+    s = np.asarray(s_logits, dtype=np.float32)
     if is_top_k(logits):
         check_top_k_batch(logits, s.shape, distiller.temperature)
     else:
         check_logits(distiller, xs, logits, s)
     check_labels(y if y is not None and not isinstance(x, tf.data.Dataset) else ys, s.shape[-1],
                  getattr(distiller, "ignore_class", None))
+    return xs, ys, sws, s_logits
 
 
 def check_logits(distiller: Any, xs, logits, s: np.ndarray) -> None:

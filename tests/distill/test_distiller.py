@@ -328,20 +328,21 @@ def test_ensemble_soft_targets_are_weighted_average(digits_data, trained_teacher
         kd.Distiller(student=small_student(), teacher=[trained_teacher, other], teacher_weights=[1, 1, 1])
 
 
-def test_mirrored_strategy_matches_single_device(digits_data, trained_teacher):
+@pytest.mark.parametrize("sgd", [keras.optimizers.SGD, keras.optimizers.legacy.SGD])
+def test_mirrored_strategy_matches_single_device(digits_data, trained_teacher, sgd):
     (x, y), _ = digits_data
     x, y = x[:64], y[:64]
     devices = [d.name for d in tf.config.list_logical_devices("CPU")]
     assert len(devices) >= 2, "conftest configures two logical CPUs"
     single = small_student(seed=3)
     init = single.get_weights()
-    d1 = compiled(single, trained_teacher, optimizer=keras.optimizers.SGD(0.1))
+    d1 = compiled(single, trained_teacher, optimizer=sgd(0.1))
     d1.fit(x, y, epochs=1, batch_size=64, shuffle=False, verbose=0)
     strategy = tf.distribute.MirroredStrategy(devices[:2])
     with strategy.scope():
         mirrored = small_student(seed=3)
         mirrored.set_weights(init)
-        d2 = compiled(mirrored, trained_teacher, optimizer=keras.optimizers.SGD(0.1))
+        d2 = compiled(mirrored, trained_teacher, optimizer=sgd(0.1))
     d2.fit(x, y, epochs=1, batch_size=64, shuffle=False, verbose=0)
     assert d2.distribute_strategy.num_replicas_in_sync == 2
     for a, b in zip(single.get_weights(), mirrored.get_weights()):
@@ -470,6 +471,35 @@ def test_nan_loss_stops_with_step_and_keeps_last_good_weights(digits_data, train
         d.fit(x, y[:256], epochs=2, batch_size=64, shuffle=False, verbose=0, callbacks=[Snap()])
     assert (err.value.epoch, err.value.step) == (1, 3)
     for a, b in zip(snapshots[1], student.get_weights()):  # the weights after step 2
+        np.testing.assert_array_equal(a, b)
+
+
+def nan_gradient_student(seed=0):
+    """Finite outputs, NaN kernel gradient: ``h + sqrt(0·|h|)`` adds 0 but its derivative is
+    inf·0 (the same as an ``inf`` input through oneDNN's fused MatMul + ReLU, whose ReLU gives 0
+    for NaN)."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((8, 8, 1))
+    h = keras.layers.Dense(16)(keras.layers.Flatten()(inp))
+    h = keras.layers.Lambda(lambda t: t + tf.sqrt(tf.abs(t) * 0.0))(h)
+    return keras.Model(inp, keras.layers.Dense(10)(h))
+
+
+@pytest.mark.parametrize("compile_kw", [{}, {"jit_compile": True}, {"steps_per_execution": 2}])
+def test_nan_gradient_with_finite_loss_is_never_applied(digits_data, trained_teacher, compile_kw):
+    (x, y), _ = digits_data
+    student = nan_gradient_student()
+    probe = tf.Variable(x[:4])
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(student(probe))
+    assert np.isfinite(loss.numpy()) and not np.isfinite(tape.gradient(loss, student.trainable_variables[0]).numpy()).all()
+    init = [w.copy() for w in student.get_weights()]
+    d = compiled(student, trained_teacher, **compile_kw)
+    with pytest.raises(kd.TrainingDivergedError, match=r"or its gradient became non-finite .* step 1") as err:
+        d.fit(x[:128], y[:128], epochs=1, batch_size=64, shuffle=False, verbose=0)
+    assert err.value.step == 1
+    assert int(d.optimizer.iterations.numpy()) == 0
+    for a, b in zip(init, student.get_weights()):
         np.testing.assert_array_equal(a, b)
 
 
