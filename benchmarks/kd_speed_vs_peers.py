@@ -14,11 +14,12 @@ recipe (alpha / ``student_loss_weight`` 0.1, T 4, Adam 1e-3, batch 64) and epoch
   labels (the cache is made once beforehand and its time printed apart).
 
 "whole fit" is what a user waits for: build, compile and ``fit`` for ``--epochs`` epochs, summed
-over the seeds; "steady" is the median epoch time of ``--steady-epochs`` more epochs of the same
-model (traced already), median over the seeds; "by CPU time" is the same ratio from the CPU
-seconds this process spent in those epochs (all threads), which a throttled or shared virtual
-machine disturbs less than wall time (time the process waits for a CPU is not counted). Configurations are interleaved seed by seed, so
-a busy machine slows all alike. Speed ratios are kdkeras's samples/s over the peer's (above 1:
+over the seeds. "steady" is the median epoch time of already traced models: after each seed's
+whole fits, every model runs ``--steady-epochs`` more epochs one at a time, round robin over all
+configurations, so a slow moment of the machine falls on all of them alike; the median is over
+all those epochs of all seeds. "by CPU time" is the same ratio from the CPU seconds this
+process spent in those epochs (all threads), which a throttled or shared virtual machine
+disturbs less than wall time. Speed ratios are kdkeras's samples/s over the peer's (above 1:
 kdkeras is faster).
 
 Where the time went (TF 2.21, tf-keras 2.21, 2 cores), before the changes this script measures:
@@ -39,6 +40,37 @@ Where the time went (TF 2.21, tf-keras 2.21, 2 cores), before the changes this s
   (min of 3-4 interleaved epochs). Under XLA the gate is now a select (the update is applied,
   then weights, optimizer slots and step counter are set back when the loss was not finite):
   1.24 s, 0.98x the plain ``fit``; without XLA the cond stays (1.43 s vs 1.38 s plain).
+
+Where the time went next (TensorFlow's profiler, ``tf.profiler.experimental.start``, 100
+steps of the offline MLP student's train function, its XPlane events summed per op):
+
+* Per step the two compute threads spent 1,913 us (kdkeras) against 1,795 us (plain ``fit``),
+  most of it in Adam's elementwise update of the 784x128 kernel (``Sub``, ``AssignAdd``,
+  ``Mul``, ``Sqrt``, ``Square``, ``RealDiv``: about 1 ms) and the two ``MatMul`` (350 us);
+  the distillation loss itself is small (both ``LogSoftmax`` 11 us).
+* The input pipeline's thread spent 499 us per batch of ``(x, y, teacher_logits)`` against
+  372 us for ``(x, y)``: on 2 cores it competes with the step, so about half of the offline gap
+  is the third tensor of each element. Gathering ``y`` and the logits per batch by index
+  instead (same batches) was slower (0.28 s vs 0.18 s per epoch), and was dropped.
+* ``fit`` traced the train step twice: ``tf.function`` traces again when its first trace
+  creates variables, and tf-keras creates the optimizer's slots and the compiled metrics there
+  (a plain ``fit`` too). ``Distiller.fit`` now creates both beforehand from the preflight's
+  batch (``kdkeras.distill.step_state``) and traces once: build + compile + a one-epoch offline
+  MLP fit went from 0.577 s to 0.469 s (plain ``fit``: 0.404 s; min of 4).
+* Autodiff of the KL's two log-softmaxes and masked product built about 25 ops into every
+  step; the gradient is now written out (``T·(softmax(s/T) − softmax(t/T))``, tested against
+  numpy and finite differences): the offline MLP train graph went from 236 to 210 nodes.
+* The guard now checks the gradients as well as the loss (one ``Sum`` per gradient): on this
+  CPU an ``inf`` input through oneDNN's fused ``MatMul + ReLU`` gives a ReLU output of 0, a
+  finite loss and a NaN kernel gradient, which was applied (``test_nan_guard_under_mirrored_strategy``
+  failed here). It costs: the CNN student's offline step (100 steps, best of 9, wall) ran at
+  1.01x a plain ``fit`` checking the loss alone and 0.96x checking the gradients too (the
+  ``Sum`` per gradient, and an update that now waits for the last gradient). The bookkeeping
+  of a bad step moved into the branch that applies nothing.
+* Under ``jit_compile=True`` the select that restores a bad step's variables costs about 10%
+  of an offline MLP step (1.29 ms vs 1.17 ms without the guard; a plain jit ``fit`` 1.04 ms):
+  it keeps a copy of every weight and optimizer slot. A ``tf.cond`` was slower still, and
+  tf-keras's optimizers offer no way to gate their in-place updates.
 
     python benchmarks/kd_speed_vs_peers.py                       # both students, 3 seeds
     python benchmarks/kd_speed_vs_peers.py --students mlp --seeds 1 --epochs 2   # a quick look
@@ -156,8 +188,9 @@ def main(argv=None):
     p.add_argument("--teacher-epochs", type=int, default=3)
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--steady-epochs", type=int, default=3,
-                   help="epochs after the whole fit; their median epoch time is 'steady'")
+    p.add_argument("--steady-epochs", type=int, default=6,
+                   help="epochs of each model after the whole fits, round robin over the models; "
+                        "the median epoch time over all seeds is 'steady'")
     p.add_argument("--students", nargs="+", default=["mlp", "cnn"], choices=["mlp", "cnn"])
     p.add_argument("--variants", nargs="+", default=["default", "jit", "spe16"],
                    choices=["default", "jit", "spe16"],
@@ -221,23 +254,29 @@ def main(argv=None):
     steady_cpu = {r: [] for r in runs}
     acc = {r: [] for r in runs}
     for seed in range(args.seeds):
+        trained = {}
         for r in runs:
             s, v, kind = r
-            ds_seed = 1000 + seed
             t0 = time.perf_counter()
-            m, student, ds = make(kind, s, ds_seed, variants[v] if kind != "peer" else {})
+            m, student, ds = make(kind, s, 1000 + seed, variants[v] if kind != "peer" else {})
             m.fit(ds, epochs=args.epochs, verbose=0)
             wall[r] += time.perf_counter() - t0
             acc[r].append(accuracy(student, xt, yt))
-            seconds, cpu_seconds = [], []
-            m.fit(ds, epochs=args.steady_epochs, verbose=0,
-                  callbacks=[epoch_timer(keras3 if kind == "peer" else keras, seconds,
-                                         cpu_seconds)])
-            steady[r].append(float(np.median(seconds)))
-            steady_cpu[r].append(float(np.median(cpu_seconds)))
+            trained[r] = m, ds
             print(f"seed {seed} {s:4s} {v:8s} {kind:10s} acc {acc[r][-1]:.4f} "
-                  f"whole {wall[r]:.1f}s steady {steady[r][-1]:.2f}s "
-                  f"({steady_cpu[r][-1]:.2f}s CPU)", flush=True)
+                  f"whole fit {wall[r]:.1f}s (all seeds so far)", flush=True)
+        # Steady state, round robin: one epoch of every model in turn, so a slow moment of the
+        # machine falls on all of them alike rather than on one configuration's epochs.
+        for _ in range(args.steady_epochs):
+            for r in runs:
+                m, ds = trained[r]
+                m.fit(ds, epochs=1, verbose=0,
+                      callbacks=[epoch_timer(keras3 if r[2] == "peer" else keras, steady[r],
+                                             steady_cpu[r])])
+        for r in runs:
+            print(f"seed {seed} {r[0]:4s} {r[1]:8s} {r[2]:10s} steady {np.median(steady[r]):.3f}s "
+                  f"({np.median(steady_cpu[r]):.3f}s CPU), median of {len(steady[r])} epochs",
+                  flush=True)
 
     rows = []
     for s, v, a, b, label in pairs:
