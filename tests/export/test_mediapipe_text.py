@@ -124,7 +124,12 @@ def test_the_text_bundle_is_a_mediapipe_dropin(mediapipe, wordpiece_toy, text_bu
     assert check["agreement"] == float(np.mean(same)) >= 0.995
     assert check["disagreements"] == int(np.sum(~same))
     assert check["max_score_difference"] == pytest.approx(float(np.abs(scores - lite).max()))
-    assert check["max_score_difference"] < 1e-4  # the same ids: MediaPipe tokenized as kdkeras
+    # The same ids: MediaPipe tokenized as kdkeras. The scores are logits (-5..8 here) of a
+    # ``dynamic`` file, whose activations each runtime quantizes with its own kernels: on an
+    # AVX512-VNNI CPU MediaPipe's and LiteRT's differ by 1.4e-3 (a float32 bundle of the same
+    # model: 1.9e-6), while one token of each text set to [UNK] moved all 200 texts' logits by
+    # more than 5e-3 (median 0.52).
+    assert check["max_score_difference"] < 5e-3
     alone = check_mediapipe_text(bundle, texts, ids, max_examples=50)
     assert (alone["status"], alone["n"], alone["agreement"]) == ("passed", 50, 1.0)
 
