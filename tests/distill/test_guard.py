@@ -1,0 +1,22 @@
+"""The divergence guard's verdict on one step (kdkeras.distill.guard.all_finite); the guard
+in training is tested with the Distiller (tests/distill/test_distiller.py)."""
+
+import numpy as np
+import tensorflow as tf
+
+from kdkeras.distill.guard import all_finite
+
+
+def test_all_finite_sees_any_non_finite_gradient():
+    """The guard's verdict: the loss and every gradient, IndexedSlices by their values, +inf
+    and -inf in different gradients (which sum to NaN) included."""
+    ok = [tf.ones((3, 2)), tf.constant([1e30, -1e30])]
+    assert bool(all_finite(tf.constant(0.5), ok))
+    assert not bool(all_finite(tf.constant(np.nan), ok))
+    assert not bool(all_finite(tf.constant(0.5), ok + [tf.constant([0.0, np.nan])]))
+    assert not bool(all_finite(tf.constant(0.5), [tf.constant([np.inf]), tf.constant([-np.inf])]))
+    rows = tf.IndexedSlices(tf.constant([[1.0, np.inf]]), tf.constant([3]), tf.constant([10, 2]))
+    assert not bool(all_finite(tf.constant(0.5), ok + [rows]))
+    assert bool(all_finite(tf.constant(0.5), [tf.IndexedSlices(tf.ones((2, 2)), tf.constant([0, 4]),
+                                                               tf.constant([10, 2]))]))
+    assert bool(all_finite(tf.constant(1.0, tf.float16), [tf.ones((2,), tf.bfloat16)]))
