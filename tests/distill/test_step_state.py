@@ -110,4 +110,3 @@ def test_legacy_optimizer_and_no_sample_still_train(digits_data, trained_teacher
 
     h2 = d2.fit(batches(), epochs=1, steps_per_epoch=8, verbose=0)
     assert np.isfinite(h2.history["loss"]).all() and d2.compiled_metrics._built
-
