@@ -131,8 +131,13 @@ def check_top_k_batch(targets, student_shape, temperature: float) -> None:
 
 
 def check_labels(y, num_classes: int, ignore_class=None) -> None:
-    if y is None or isinstance(y, (tf.data.Dataset, dict)):
+    if y is None or isinstance(y, tf.data.Dataset):
         return
+    if isinstance(y, dict):  # the student has one output: one array of labels
+        raise ValueError(
+            f"Labels must be one array (class indices or one-hot rows of width {num_classes}) "
+            f"for the student's one output; received a dict with keys {sorted(y)}. Pass the "
+            f"array itself, e.g. y[{sorted(y)[0]!r}].")
     y = np.asarray(y)
     if y.size == 0:
         return

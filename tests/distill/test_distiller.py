@@ -447,6 +447,17 @@ def test_labels_out_of_range(digits_data, trained_teacher):
         d.fit(x[:64], bad, epochs=1, verbose=0)
 
 
+def test_labels_as_a_dict_are_refused_with_the_fix(digits_data, trained_teacher):
+    (x, y), _ = digits_data
+    d = compiled(small_student(), trained_teacher)
+    with pytest.raises(ValueError, match=r"received a dict with keys \['output'\]. Pass the array itself, "
+                                         r"e.g. y\['output'\]"):
+        d.fit(x[:64], {"output": y[:64]}, epochs=1, batch_size=32, verbose=0)
+    ds = tf.data.Dataset.from_tensor_slices((x[:64], {"output": y[:64]})).batch(32)
+    with pytest.raises(ValueError, match="received a dict"):
+        d.fit(ds, epochs=1, verbose=0)
+
+
 def test_teacher_that_outputs_probabilities(digits_data, trained_teacher):
     (x, y), _ = digits_data
     probs = keras.Sequential([trained_teacher, keras.layers.Softmax()])
