@@ -41,7 +41,7 @@ from kdkeras.distill.hints import HintLoss
 from kdkeras.distill.hooks import fit_callbacks
 from kdkeras.distill.mixing import as_mix
 from kdkeras.distill.preflight import preflight, shape_mismatch
-from kdkeras.distill.step_state import build_step_state
+from kdkeras.distill.step_state import build_step_state, step_variables
 from kdkeras.distill.student_loss import default_student_loss, per_example
 from kdkeras.distill.teachers import EnsembleTeacher, Teacher, as_teacher, feature_model
 from kdkeras.distill.topk import is_top_k
@@ -327,7 +327,7 @@ class Distiller(keras.Model):
         if self.mix is not None:  # the teacher labels the mixed input
             x, y, y_metric = self._mix(x, y)
         t_logits, t_feats = self._teacher_outputs(x, logits)
-        variables = self.student.trainable_variables + [v for h in self.hints for v in h.trainable_variables]
+        variables = step_variables(self)
         with tf.GradientTape() as tape:
             total, parts, s_logits, mask, y = self._compute_losses(x, y, sw, t_logits, t_feats, True)
             # Gradients are summed across replicas: scale so the update is that of the global mean.

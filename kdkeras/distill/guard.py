@@ -35,8 +35,8 @@ class DivergenceGuard(keras.callbacks.Callback):
 
     ``train_step`` records the global step of the first non-finite loss or gradient in a
     variable and applies no update from then on (also within one ``steps_per_execution``
-    block), so the student keeps the weights of the last good step whenever the guard notices. Reading that
-    variable is a host sync, so it is read at most once every ``check_seconds`` of training
+    block), so the student keeps the weights of the last good step whenever the guard
+    notices. Reading that variable is a host sync, so it is read at most once every ``check_seconds`` of training
     (and at the end of every epoch), not after every step: a diverged run stops within about
     that time, and the steps it runs meanwhile change nothing. Raising after ``fit`` returns
     (not inside the callback) lets every other callback's ``on_train_end`` run.
@@ -87,13 +87,19 @@ class DivergenceGuard(keras.callbacks.Callback):
         self.model.stop_training = True
         self.error = TrainingDivergedError(
             f"The distillation loss or its gradient became non-finite (NaN or inf) at epoch "
-            f"{self._epoch + 1}, step {step}. Training stopped; no update was applied from that step on, so the "
-            "student keeps the weights of the last good step. Check the inputs and teacher "
+            f"{self._epoch + 1}, step {step}. Training stopped; no update was applied from that "
+            "step on, so the student keeps the weights of the last good step. Check the inputs and teacher "
             "logits for NaN/inf, lower the learning rate, or lower the temperature.",
             epoch=self._epoch + 1,
             step=step,
             loss=float("nan"),
         )
+
+
+def is_legacy(optimizer) -> bool:
+    """A ``tf_keras.optimizers.legacy`` optimizer: no ``build``, other ``apply_gradients``
+    arguments, its slots made in ``apply_gradients``."""
+    return not hasattr(optimizer, "build")
 
 
 def all_finite(loss: tf.Tensor, grads: List[tf.Tensor]) -> tf.Tensor:
@@ -142,7 +148,7 @@ def apply_if_finite(optimizer, pairs: List[Tuple], finite, select: bool = False,
         return tf.constant(False)
 
     if strategy.num_replicas_in_sync == 1:
-        if select and hasattr(optimizer, "build"):  # legacy optimizers keep the cond
+        if select and not is_legacy(optimizer):  # legacy optimizers keep the cond
             skip()
             _apply_selected(optimizer, pairs, finite)
         else:
@@ -183,8 +189,8 @@ def _apply_selected(optimizer, pairs, finite) -> None:
 def _apply(optimizer, pairs, aggregated: bool):
     if not aggregated:
         optimizer.apply_gradients(pairs)
-    elif hasattr(optimizer, "build"):
-        optimizer.apply_gradients(pairs, skip_gradients_aggregation=True)
-    else:  # a legacy optimizer (tf_keras.optimizers.legacy)
+    elif is_legacy(optimizer):
         optimizer.apply_gradients(pairs, experimental_aggregate_gradients=False)
+    else:
+        optimizer.apply_gradients(pairs, skip_gradients_aggregation=True)
     return tf.constant(True)

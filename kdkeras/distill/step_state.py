@@ -16,6 +16,14 @@ from typing import Any, Optional, Tuple
 import tensorflow as tf
 
 from kdkeras.distill.batches import labelled, metric_inputs
+from kdkeras.distill.guard import is_legacy
+
+
+def step_variables(distiller: Any) -> list:
+    """What ``train_step`` trains: the student's trainable weights and the learned hint
+    projections (the optimizer's slots are made for exactly these)."""
+    return distiller.student.trainable_variables + [
+        v for h in distiller.hints for v in h.trainable_variables]
 
 
 def build_step_state(distiller: Any, sample: Optional[Tuple[Any, Any, Any, tf.Tensor]]) -> None:
@@ -23,10 +31,9 @@ def build_step_state(distiller: Any, sample: Optional[Tuple[Any, Any, Any, tf.Te
     batch ``(x, y, sample_weight, student_logits)`` with labels, the compiled metrics on the
     tensors ``train_step`` gives them. Anything already built is left as it is; legacy
     optimizers (no ``build``) create their slots in the trace as before."""
-    variables = distiller.student.trainable_variables + [
-        v for h in distiller.hints for v in h.trainable_variables]
+    variables = step_variables(distiller)
     optimizer = distiller.optimizer
-    if hasattr(optimizer, "build") and variables:
+    if not is_legacy(optimizer) and variables:
         optimizer.build(variables)  # a no-op once built
     metrics = getattr(distiller, "compiled_metrics", None)
     if sample is None or metrics is None or metrics._built:
