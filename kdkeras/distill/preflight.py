@@ -1,6 +1,13 @@
 """The checks :meth:`Distiller.fit` runs on one small batch before training: teacher and
 student output shapes, logits rather than probabilities, labels in range. They cost one forward
-pass of at most 16 examples."""
+pass of at most 16 examples.
+
+A ``tf.data.Dataset`` is peeked with ``take(1)``, which is one iteration of it: a dataset that
+reshuffles each iteration (``shuffle``'s default) then starts training at its next order, and a
+shuffle buffer is filled once more to draw that batch. A seeded run stays reproducible, but is
+not batch for batch the run a plain ``model.fit`` of the same dataset object makes; draw one
+batch of the baseline's dataset too to compare the two on the same batches
+(``benchmarks/kd_speed_vs_peers.py`` does)."""
 
 from __future__ import annotations
 
