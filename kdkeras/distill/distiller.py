@@ -384,10 +384,9 @@ class Distiller(keras.Model):
         range); the optimizer's slots and the compiled metrics are then created from it, so the
         train step is traced once, not twice (:mod:`~kdkeras.distill.step_state`). A
         :class:`TrainingDivergedError` stops training soon after the first non-finite loss or
-        gradient (no update is applied from that step on; see
-        :class:`~kdkeras.distill.guard.DivergenceGuard`).
-        When the student holds TF-MOT pruning wrappers, TF-MOT's ``UpdatePruningStep`` is added
-        (and ``PruningSummaries`` when a TensorBoard callback gives a log dir) unless present.
+        gradient (no update is applied from then on; :mod:`~kdkeras.distill.guard`). When the
+        student holds TF-MOT pruning wrappers, TF-MOT's ``UpdatePruningStep`` is added (and
+        ``PruningSummaries`` when a TensorBoard callback gives a log dir) unless present.
         """
         bound = inspect.signature(keras.Model.fit).bind(self, x, y, *args, **kwargs)
         bound.apply_defaults()
@@ -411,7 +410,8 @@ class Distiller(keras.Model):
         params["callbacks"] = callbacks
         params.pop("self")
         self._bad_step.assign(-1)
-        history = super().fit(**params)
+        with guard.polling(self):  # the guard reads its flag about once a second, not per step
+            history = super().fit(**params)
         if guard.error is not None:
             raise guard.error
         return history

@@ -5,10 +5,16 @@ applied.
 (:func:`all_finite`) in a variable and applies no update from then on (:func:`apply_if_finite`,
 also within one ``steps_per_execution`` block and under a multi-replica strategy);
 :class:`DivergenceGuard` reads it without a per-step host sync and stops ``fit``, and
-:meth:`Distiller.fit` raises :class:`TrainingDivergedError` after every callback has ended."""
+:meth:`Distiller.fit` raises :class:`TrainingDivergedError` after every callback has ended.
+
+The guard is polled by the train function itself (:meth:`DivergenceGuard.polling`), not by a
+batch callback: one batch hook makes tf-keras run its callback machinery around every step (an
+offline MLP epoch, best of 24 interleaved: 0.1117 s with the hook, 0.1065 s without; 0.1175 s
+and 0.1115 s in a second run; a plain ``fit`` 0.1027 s and 0.1049 s)."""
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import Callable, List, Optional, Tuple
 
@@ -36,10 +42,11 @@ class DivergenceGuard(keras.callbacks.Callback):
     ``train_step`` records the global step of the first non-finite loss or gradient in a
     variable and applies no update from then on (also within one ``steps_per_execution``
     block), so the student keeps the weights of the last good step whenever the guard
-    notices. Reading that variable is a host sync, so it is read at most once every ``check_seconds`` of training
-    (and at the end of every epoch), not after every step: a diverged run stops within about
-    that time, and the steps it runs meanwhile change nothing. Raising after ``fit`` returns
-    (not inside the callback) lets every other callback's ``on_train_end`` run.
+    notices. Reading that variable is a host sync, so it is read at most once every
+    ``check_seconds`` of training (after a step, through :meth:`polling`) and at the end of
+    every epoch, not after every step: a diverged run stops within about that time, and the
+    steps it runs meanwhile change nothing. Raising after ``fit`` returns (not inside the
+    callback) lets every other callback's ``on_train_end`` run.
 
     Args:
         bad_step: the Distiller's int64 variable (-1: no bad step yet).
@@ -69,10 +76,26 @@ class DivergenceGuard(keras.callbacks.Callback):
         self._epoch_start = int(self.train_counter.numpy())
         self._last = time.monotonic()
 
-    def on_train_batch_end(self, batch, logs=None):
+    def poll(self) -> None:
+        """Reads the bad-step variable when ``check_seconds`` have passed since the last read."""
         if time.monotonic() - self._last >= self.check_seconds:
             self._check()
             self._last = time.monotonic()
+
+    @contextlib.contextmanager
+    def polling(self, model):
+        """Within it, ``model.train_function`` polls this guard after every call.
+
+        tf-keras's ``fit`` reuses a train function already made (``make_train_function``
+        returns it), so ``fit`` called within runs the polling one; the plain one is put back on
+        the way out, also after an error or Ctrl-C."""
+        inner = model.make_train_function()
+        polled = model.train_function = _Polled(inner, self.poll)
+        try:
+            yield
+        finally:
+            if model.train_function is polled:  # not one made anew within (compile, autotune)
+                model.train_function = inner
 
     def on_epoch_end(self, epoch, logs=None):
         self._check()
@@ -94,6 +117,22 @@ class DivergenceGuard(keras.callbacks.Callback):
             step=step,
             loss=float("nan"),
         )
+
+
+class _Polled:
+    """A train function that polls the guard after each call; attributes are the function's."""
+
+    def __init__(self, function, poll: Callable[[], None]):
+        self.function = function
+        self.poll = poll
+
+    def __call__(self, iterator):
+        logs = self.function(iterator)
+        self.poll()
+        return logs
+
+    def __getattr__(self, name):
+        return getattr(self.function, name)
 
 
 def is_legacy(optimizer) -> bool:

@@ -677,6 +677,34 @@ def test_nan_guard_reads_without_a_per_step_sync(digits_data, trained_teacher, m
     assert int(d.optimizer.iterations.numpy()) == 2  # only steps 1 and 2 were applied
 
 
+def test_nan_guard_polls_from_the_train_function_not_a_batch_hook(digits_data, trained_teacher):
+    # One batch hook makes tf-keras run its callback machinery around every step, so the guard
+    # has none: the train function polls it during fit, and is the plain one again afterwards,
+    # also when fit is interrupted.
+    from kdkeras.distill.guard import DivergenceGuard
+
+    (x, y), _ = digits_data
+    d = compiled(small_student(), trained_teacher)
+    guard = DivergenceGuard(d._bad_step, d._train_counter)
+    assert not guard._implements_train_batch_hooks()
+    polled = []
+
+    class Seen(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            polled.append(type(self.model.train_function).__name__)
+            if len(polled) == 3:
+                raise KeyboardInterrupt  # Ctrl-C in the middle of an epoch
+
+    with pytest.raises(KeyboardInterrupt):
+        d.fit(x[:256], y[:256], epochs=2, batch_size=32, verbose=0, callbacks=[Seen()])
+    assert polled == ["_Polled"] * 3
+    plain = d.train_function
+    assert isinstance(plain, tf.types.experimental.PolymorphicFunction), type(plain)
+    d.fit(x[:256], y[:256], epochs=1, batch_size=32, verbose=0)
+    assert d.train_function is plain  # the same traced function, put back after each fit
+    assert plain.experimental_get_tracing_count() == 1
+
+
 def test_nan_guard_under_jit_compile_restores_weights_and_adam_state(digits_data, trained_teacher,
                                                                      monkeypatch):
     # Under XLA the update is gated by a select, not a tf.cond (a cond that updates variables

@@ -13,10 +13,16 @@ def test_all_finite_sees_any_non_finite_gradient():
     ok = [tf.ones((3, 2)), tf.constant([1e30, -1e30])]
     assert bool(all_finite(tf.constant(0.5), ok))
     assert not bool(all_finite(tf.constant(np.nan), ok))
+    assert not bool(all_finite(tf.constant(np.inf), ok))
     assert not bool(all_finite(tf.constant(0.5), ok + [tf.constant([0.0, np.nan])]))
+    assert not bool(all_finite(tf.constant(0.5), ok + [tf.constant([[0.0], [-np.inf]])]))
     assert not bool(all_finite(tf.constant(0.5), [tf.constant([np.inf]), tf.constant([-np.inf])]))
+    assert bool(all_finite(tf.constant(0.5), [])) and not bool(all_finite(tf.constant(np.nan), []))
     rows = tf.IndexedSlices(tf.constant([[1.0, np.inf]]), tf.constant([3]), tf.constant([10, 2]))
     assert not bool(all_finite(tf.constant(0.5), ok + [rows]))
     assert bool(all_finite(tf.constant(0.5), [tf.IndexedSlices(tf.ones((2, 2)), tf.constant([0, 4]),
                                                                tf.constant([10, 2]))]))
     assert bool(all_finite(tf.constant(1.0, tf.float16), [tf.ones((2,), tf.bfloat16)]))
+    # Gradients are checked by their sums: finite elements whose sum passes float32's range
+    # count as non-finite (all_finite's docstring says so).
+    assert not bool(all_finite(tf.constant(0.5), [tf.fill((4,), 3e38)]))
