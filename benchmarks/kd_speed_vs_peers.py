@@ -56,9 +56,11 @@ steps of the offline MLP student's train function, its XPlane events summed per 
   ``Mul``, ``Sqrt``, ``Square``, ``RealDiv``: about 1 ms) and the two ``MatMul`` (350 us);
   the distillation loss itself is small (both ``LogSoftmax`` 11 us).
 * The input pipeline's thread spent 499 us per batch of ``(x, y, teacher_logits)`` against
-  372 us for ``(x, y)``: on 2 cores it competes with the step, so about half of the offline gap
-  is the third tensor of each element. Gathering ``y`` and the logits per batch by index
-  instead (same batches) was slower (0.28 s vs 0.18 s per epoch), and was dropped.
+  372 us for ``(x, y)`` in the profile, under contention with the step. Consumed alone
+  in-graph (``Dataset.reduce``, best of 7) the pipeline costs 22.5 ms of CPU per epoch with
+  the logits and 20.3 ms without, about 2% of an MLP epoch: the profile overstated it.
+  Gathering ``y`` and the logits per batch by index instead (same batches) was slower (0.28 s
+  vs 0.18 s per epoch), and was dropped.
 * ``fit`` traced the train step twice: ``tf.function`` traces again when its first trace
   creates variables, and tf-keras creates the optimizer's slots and the compiled metrics there
   (a plain ``fit`` too). ``Distiller.fit`` now creates both beforehand from the preflight's
@@ -78,6 +80,28 @@ steps of the offline MLP student's train function, its XPlane events summed per 
   of an offline MLP step (1.29 ms vs 1.17 ms without the guard; a plain jit ``fit`` 1.04 ms):
   it keeps a copy of every weight and optimizer slot. A ``tf.cond`` was slower still, and
   tf-keras's optimizers offer no way to gate their in-place updates.
+
+Where the time went last (the train function called directly, 300 steps, best of 12-15,
+configurations interleaved; ablations patched in at trace time):
+
+* The offline MLP step ran at 0.91-0.96x a plain ``fit``'s in four runs (1.209 vs 1.161 ms in
+  the quietest). Removing the guard, or two of the three loss trackers, moved it by less than
+  the run-to-run noise; the rest is about 60 more operations per step than a plain ``fit``
+  (367 vs 284 nodes with the branches, constants and identities aside), about 1 us each.
+* A batch callback costs every step: tf-keras runs its callback machinery around each step
+  when any callback has a batch hook, and the guard had one. It is now polled by the train
+  function (an offline MLP epoch, best of 24 interleaved: 0.1117 s with the hook, 0.1065 s
+  without; a plain ``fit`` 0.1027 s).
+* Under XLA the guard costs 14-21% of an offline MLP step (three runs: 1.285 vs 1.122 ms,
+  1.133 vs 0.995, 1.341 vs 1.106). XLA's reduction to a float scalar is slow on CPU (88 us for
+  a 784x128 ``reduce_sum``, 21 us for ``reduce_all(is_finite)``), but checking each gradient
+  with ``is_finite`` did not make the step faster (1.158 vs 1.129 ms with sums), nor did an
+  XLA optimization barrier between the update and the select (1.189 ms both): the update
+  waits for the check either way.
+* The preflight and the pre-built state cost 36-48 ms and 9-17 ms per ``fit`` call (MLP and
+  CNN, teacher online), about 1% of a 5-epoch fit here; kdkeras's first ``fit`` of 3 batches
+  still finished 50-110 ms before the minimal ``train_step``'s (min and median of 4), which
+  traces twice.
 
     python benchmarks/kd_speed_vs_peers.py                       # both students, 3 seeds
     python benchmarks/kd_speed_vs_peers.py --students mlp --seeds 1 --epochs 2   # a quick look
