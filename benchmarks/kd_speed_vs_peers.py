@@ -122,6 +122,7 @@ import tensorflow as tf  # noqa: E402
 
 import kdkeras as kd  # noqa: E402
 from _common import machine, table  # noqa: E402
+from kdkeras.distill.batches import peek  # noqa: E402
 
 keras = kd.keras
 CACHE = Path(os.environ.get("KDKERAS_BENCH_DIR", "/tmp/kdkeras-bench")) / "speed"
@@ -194,15 +195,14 @@ def teachers(x, y, epochs: int):
 
 
 def same_batches(kind: str, ds) -> float:
-    """Draws one batch of a peer's dataset, as ``Distiller.fit``'s preflight does of kdkeras's
-    (``take(1)`` is one iteration: a dataset that reshuffles each iteration then starts at its
-    next order), so both sides of a pair train on the same batches in the same order. Returns
-    the seconds it took, which are not counted against the peer."""
+    """Draws one batch of a peer's dataset with the preflight's own ``peek`` (its ``take(1)`` is
+    one iteration: a dataset that reshuffles each iteration then starts at its next order), so
+    both sides of a pair train on the same batches in the same order. Returns the seconds it
+    took, which are not counted against the peer."""
     if kind.startswith("kd"):
         return 0.0
     t0 = time.perf_counter()
-    for _ in ds.take(1):
-        pass
+    peek(ds, None, None)
     return time.perf_counter() - t0
 
 
