@@ -39,6 +39,7 @@ from kdkeras.distill.batches import (
 from kdkeras.distill.guard import DivergenceGuard, TrainingDivergedError, all_finite, apply_if_finite
 from kdkeras.distill.hints import HintLoss
 from kdkeras.distill.hooks import fit_callbacks
+from kdkeras.distill.loss_means import LossMeans
 from kdkeras.distill.mixing import as_mix
 from kdkeras.distill.preflight import preflight, shape_mismatch
 from kdkeras.distill.step_state import build_step_state, step_variables
@@ -136,10 +137,8 @@ class Distiller(keras.Model):
         self.temperature = 3.0
         self._compiled_kd = False
         self.ignore_class: Optional[int] = None
-        self.loss_tracker = keras.metrics.Mean(name="loss")
-        self.student_loss_tracker = keras.metrics.Mean(name="student_loss")
-        self.distillation_loss_tracker = keras.metrics.Mean(name="distillation_loss")
-        self.hint_loss_tracker = keras.metrics.Mean(name="hint_loss")
+        self.loss_means = LossMeans(["loss", "student_loss", "distillation_loss"]
+                                    + (["hint_loss"] if self.hints else []))
         # The logs are metric results, already the same on every replica; tf-keras's "auto"
         # sums them over the workers of a MultiWorkerMirroredStrategy (loss logged N times).
         self.distribute_reduction_method = "first"
@@ -223,10 +222,8 @@ class Distiller(keras.Model):
 
     @property
     def metrics(self):
-        trackers = [self.loss_tracker, self.student_loss_tracker, self.distillation_loss_tracker]
-        if self.hints:
-            trackers.append(self.hint_loss_tracker)
-        return trackers + (self.compiled_metrics.metrics if getattr(self, "compiled_metrics", None) else [])
+        compiled = self.compiled_metrics.metrics if getattr(self, "compiled_metrics", None) else []
+        return self.loss_means.metrics + compiled
 
     def call(self, inputs, training=None):
         if is_dict_batch(inputs):  # a {"x", "y", "teacher_logits"} batch
@@ -297,18 +294,11 @@ class Distiller(keras.Model):
         return total, parts, s_logits, mask, y
 
     def _update_metrics(self, parts, y, s_logits, sw, mask):
-        trackers = {
-            "loss": self.loss_tracker,
-            "student_loss": self.student_loss_tracker,
-            "distillation_loss": self.distillation_loss_tracker,
-            "hint_loss": self.hint_loss_tracker,
-        }
-        for key, value in parts.items():
-            trackers[key].update_state(value)
+        self.loss_means.update_state(parts)
         if y is not None:
             self.compiled_metrics.update_state(
                 *metric_inputs(y, s_logits, sw, mask, self.ignore_class is not None))
-        logs = {key: trackers[key].result() for key in parts}
+        logs = self.loss_means.results(parts)
         for m in self.compiled_metrics.metrics:
             logs[m.name] = m.result()
         return logs

@@ -337,14 +337,16 @@ def test_mirrored_strategy_matches_single_device(digits_data, trained_teacher, s
     single = small_student(seed=3)
     init = single.get_weights()
     d1 = compiled(single, trained_teacher, optimizer=sgd(0.1))
-    d1.fit(x, y, epochs=1, batch_size=64, shuffle=False, verbose=0)
+    h1 = d1.fit(x, y, epochs=1, batch_size=64, shuffle=False, verbose=0)
     strategy = tf.distribute.MirroredStrategy(devices[:2])
     with strategy.scope():
         mirrored = small_student(seed=3)
         mirrored.set_weights(init)
         d2 = compiled(mirrored, trained_teacher, optimizer=sgd(0.1))
-    d2.fit(x, y, epochs=1, batch_size=64, shuffle=False, verbose=0)
+    h2 = d2.fit(x, y, epochs=1, batch_size=64, shuffle=False, verbose=0)
     assert d2.distribute_strategy.num_replicas_in_sync == 2
+    for key in ("loss", "student_loss", "distillation_loss"):  # the replicas' means, combined
+        np.testing.assert_allclose(h2.history[key], h1.history[key], rtol=1e-5)
     for a, b in zip(single.get_weights(), mirrored.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
