@@ -39,7 +39,7 @@ from kdkeras.distill.batches import (
 from kdkeras.distill.guard import DivergenceGuard, TrainingDivergedError, all_finite, apply_if_finite
 from kdkeras.distill.hints import HintLoss
 from kdkeras.distill.hooks import fit_callbacks
-from kdkeras.distill.loss_means import LossMeans
+from kdkeras.distill.loss_means import LossMeans, metrics_result
 from kdkeras.distill.mixing import as_mix
 from kdkeras.distill.preflight import preflight, shape_mismatch
 from kdkeras.distill.step_state import build_step_state, step_variables
@@ -224,6 +224,9 @@ class Distiller(keras.Model):
     def metrics(self):
         compiled = self.compiled_metrics.metrics if getattr(self, "compiled_metrics", None) else []
         return self.loss_means.metrics + compiled
+
+    def get_metrics_result(self):
+        return metrics_result(self.loss_means, self.metrics)
 
     def call(self, inputs, training=None):
         if is_dict_batch(inputs):  # a {"x", "y", "teacher_logits"} batch

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Sequence
 
+import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
@@ -71,13 +72,14 @@ class LossMeans(keras.metrics.Metric):
             return self.count.assign_add(tf.constant([float(n in parts) for n in self.names],
                                                       self.dtype))
 
+    @tf.autograph.experimental.do_not_convert  # see LossPart.result
     def result(self):
         """The vector of the parts' means (0 for a part not updated since the last reset)."""
         return tf.math.divide_no_nan(self.total, self.count)
 
     def reset_state(self):
         for v in (self.total, self.count):
-            v.assign(tf.zeros_like(v))
+            v.assign(np.zeros(v.shape, v.dtype.as_numpy_dtype))
 
     def results(self, names: Sequence[str]) -> Dict[str, tf.Tensor]:
         """``{name: mean}`` of the given parts, from one :meth:`result`."""
@@ -96,8 +98,22 @@ class LossPart(keras.metrics.Metric):
     def update_state(self, *args, **kwargs):
         raise TypeError(f"'{self.name}' is updated through its LossMeans, not on its own.")
 
+    # Not through autograph: Keras converts a metric's result on every call, also eagerly at
+    # each epoch's end, where that cost ~1 ms per metric (7 ms of a 115 ms MLP epoch).
+    @tf.autograph.experimental.do_not_convert
     def result(self):
         return self.source.result()[self.index]
 
     def reset_state(self):
         self.source.reset_state()
+
+
+def metrics_result(means: LossMeans, metrics: Sequence[keras.metrics.Metric]) -> Dict[str, tf.Tensor]:
+    """``keras.Model.get_metrics_result`` for a model whose metrics include ``means``' parts:
+    the parts are read in one go (one by one, each costs ~0.7 ms eagerly at every epoch's end)."""
+    logs = means.results(means.names)
+    for m in metrics:
+        if not isinstance(m, LossPart):
+            result = m.result()
+            logs.update(result) if isinstance(result, dict) else logs.update({m.name: result})
+    return logs

@@ -89,3 +89,16 @@ def test_metric_names_and_evaluate_order_unchanged(digits_data, trained_teacher)
     as_list = d.evaluate(x[:64], y[:64], verbose=0)
     assert as_list == [as_dict[n] for n in d.metrics_names]
     assert as_dict["hint_loss"] > 0
+
+
+def test_metrics_result_reads_the_parts_in_one_go_like_keras(digits_data, trained_teacher):
+    (x, y), _ = digits_data
+    d = kd.Distiller(kd.build_mlp_student((8, 8, 1), 10, hidden=(8,)), teacher=trained_teacher)
+    d.compile(metrics=["accuracy"])
+    history = d.fit(x[:96], y[:96], epochs=2, batch_size=32, verbose=0)
+    got = {k: float(v) for k, v in d.get_metrics_result().items()}
+    keras_default = {m.name: float(m.result()) for m in d.metrics}  # Keras's own, metric by metric
+    assert got == keras_default
+    assert list(got) == ["loss", "student_loss", "distillation_loss", "accuracy"]
+    for k, v in got.items():  # the epoch's logs are these results
+        np.testing.assert_allclose(history.history[k][-1], v, rtol=1e-6)
