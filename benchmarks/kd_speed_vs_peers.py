@@ -81,8 +81,8 @@ steps of the offline MLP student's train function, its XPlane events summed per 
   it keeps a copy of every weight and optimizer slot. A ``tf.cond`` was slower still, and
   tf-keras's optimizers offer no way to gate their in-place updates.
 
-Where the time went last (the train function called directly, 300 steps, best of 12-15,
-configurations interleaved; ablations patched in at trace time):
+Where the time went in the round before (the train function called directly, 300 steps, best
+of 12-15, configurations interleaved; ablations patched in at trace time):
 
 * The offline MLP step ran at 0.91-0.96x a plain ``fit``'s in four runs (1.209 vs 1.161 ms in
   the quietest). Removing the guard, or two of the three loss trackers, moved it by less than
@@ -102,6 +102,36 @@ configurations interleaved; ablations patched in at trace time):
   CNN, teacher online), about 1% of a 5-epoch fit here; kdkeras's first ``fit`` of 3 batches
   still finished 50-110 ms before the minimal ``train_step``'s (min and median of 4), which
   traces twice.
+
+Where the time went last (same method; a second look at whole epochs with ``cProfile``):
+
+* The three ``keras.metrics.Mean`` loss trackers were not free after all: keeping one of the
+  three moved the offline MLP step from 0.887x to 0.952x a plain ``fit``'s (wall, best of 12)
+  on a day when per-op costs were higher. They are now one metric with two vector variables
+  (``kdkeras.distill.loss_means``: one stack, two variable updates, one division per step;
+  367 -> 334 graph nodes). The step then ran at 0.925-0.960x in three runs. With
+  ``steps_per_execution=16`` (the call overhead amortized, so only graph work counts) it was
+  0.960x; without the guard 0.969x, without the guard and two loss parts 0.982x.
+* At every epoch's end tf-keras reads each metric's result eagerly, through autograph, one
+  by one: the loss parts cost 7.3 ms of a 115 ms offline MLP epoch (``cProfile``, 10 epochs),
+  a plain ``fit``'s two metrics 1.2 ms. ``Distiller.get_metrics_result`` now reads all the
+  parts in one go, not converted: 1.2 ms.
+* Not the gap: the cached logits in the input pipeline (first batch of a new iterator 4.6 vs
+  3.8 ms, a whole epoch iterated 16.3 vs 15.4 ms), Python's garbage collector (0.03 ms per
+  epoch, measured with ``gc.callbacks`` in this script), the first ``fit`` (build + compile +
+  3 batches: 0.312 vs 0.318 s for a plain ``fit``, min of 5), the polling wrapper.
+* A KL through TensorFlow's fused ``softmax_cross_entropy_with_logits`` (teacher entropy added
+  back) ran at 0.932x against the written-out gradient's 0.925x: noise, not adopted.
+* Under XLA the guard still costs about 13% of an offline MLP step (0.821x a plain jit
+  ``fit`` against 0.946x without it): checking only the loss gives 0.845x, so the gradient
+  check is ~3% and the select that restores the step's variables ~10%. The optimizer's slots
+  are the expensive part: restoring only the weights and step counter, with the gradients of
+  a bad step zeroed for the optimizer, ran at 0.941-0.959x, but then Adam's moments take
+  every skipped step as a zero gradient (they decay, for up to a second of steps until the
+  guard stops ``fit``), which breaks "no update is applied" for the optimizer's state; not
+  done. A ``tf.cond`` under XLA ran at 0.825x for this MLP (it was 2.5x slower for the CNN);
+  jit-compiling only the forward pass, gradients and check, and gating a plain-graph update
+  with a ``tf.cond``, at 0.72x (the optimizer's update is what XLA speeds up most).
 
     python benchmarks/kd_speed_vs_peers.py                       # both students, 3 seeds
     python benchmarks/kd_speed_vs_peers.py --students mlp --seeds 1 --epochs 2   # a quick look
