@@ -109,7 +109,7 @@ Where the time went last (same method; a second look at whole epochs with ``cPro
   three moved the offline MLP step from 0.887x to 0.952x a plain ``fit``'s (wall, best of 12)
   on a day when per-op costs were higher. They are now one metric with two vector variables
   (``kdkeras.distill.loss_means``: one stack, two variable updates, one division per step;
-  367 -> 334 graph nodes). The step then ran at 0.925-0.960x in three runs. With
+  367 -> 334 graph nodes). The step then ran at 0.925-0.960x in two runs. With
   ``steps_per_execution=16`` (the call overhead amortized, so only graph work counts) it was
   0.960x; without the guard 0.969x, without the guard and two loss parts 0.982x.
 * At every epoch's end tf-keras reads each metric's result eagerly, through autograph, one
@@ -132,6 +132,10 @@ Where the time went last (same method; a second look at whole epochs with ``cPro
   done. A ``tf.cond`` under XLA ran at 0.825x for this MLP (it was 2.5x slower for the CNN);
   jit-compiling only the forward pass, gradients and check, and gating a plain-graph update
   with a ``tf.cond``, at 0.72x (the optimizer's update is what XLA speeds up most).
+* Whole ``fit`` under XLA, offline, stays below a plain ``fit`` (0.76-0.84x in two runs): XLA
+  compiles kdkeras's larger step for longer. Set-up and compilation of the CNN student (first
+  one-epoch ``fit`` minus a second one, three interleaved pairs) took 6.4, 4.8 and 4.8 s against
+  1.7, 2.3 and 4.9 s for a plain ``fit``: this machine's compile times vary as much as the gap.
 
     python benchmarks/kd_speed_vs_peers.py                       # both students, 3 seeds
     python benchmarks/kd_speed_vs_peers.py --students mlp --seeds 1 --epochs 2   # a quick look

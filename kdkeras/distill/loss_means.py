@@ -5,7 +5,7 @@ per-batch values over the epoch, exactly what one ``keras.metrics.Mean`` per par
 ``Mean`` trackers cost three reductions, six variable updates and three divisions in every train
 step; :class:`LossMeans` keeps all the parts in two vector variables, so a step pays one stack,
 two variable updates and one division (on an offline MLP student's 1.2 ms step, the two extra
-trackers cost about 5%: ``benchmarks/kd_speed_vs_peers.py``'s docstring).
+trackers cost about 6% in one run: ``benchmarks/kd_speed_vs_peers.py``'s docstring).
 
 Keras still sees one metric per part (:attr:`LossMeans.metrics`): the progress bar, ``History``,
 ``metrics_names`` and ``evaluate(return_dict=False)`` are unchanged.
@@ -115,5 +115,8 @@ def metrics_result(means: LossMeans, metrics: Sequence[keras.metrics.Metric]) ->
     for m in metrics:
         if not isinstance(m, LossPart):
             result = m.result()
-            logs.update(result) if isinstance(result, dict) else logs.update({m.name: result})
+            if isinstance(result, dict):  # as Keras's: a metric may return several values
+                logs.update(result)
+            else:
+                logs[m.name] = result
     return logs
