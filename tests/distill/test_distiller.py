@@ -734,3 +734,49 @@ def test_nan_guard_under_jit_compile_restores_weights_and_adam_state(digits_data
     for a, b in zip(ref.optimizer.variables, d.optimizer.variables):  # iterations, m and v
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-9)
     assert not ops & {"If", "StatelessIf"}, sorted(ops & {"If", "StatelessIf"})
+
+
+class _OwnAdam(keras.optimizers.Adam):
+    """An optimizer from outside tf-keras: its writes are not known, so it keeps copy-and-select."""
+
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    lambda: keras.optimizers.RMSprop(1e-3, momentum=0.5),
+    lambda: keras.optimizers.Adagrad(0.05),
+    lambda: keras.optimizers.AdamW(1e-3, weight_decay=0.1),
+    lambda: keras.optimizers.Adam(1e-3, amsgrad=True),
+    lambda: keras.optimizers.Lion(1e-4),
+    lambda: _OwnAdam(1e-3),
+], ids=["sgd-nesterov", "rmsprop", "adagrad", "adamw", "amsgrad", "lion", "own-subclass"])
+def test_jit_guard_gates_every_optimizer_write(digits_data, trained_teacher, monkeypatch,
+                                               make_optimizer):
+    # Under XLA, tf-keras's optimizers have each write gated where it happens (no copies of the
+    # weights and slots); any other optimizer keeps the copy-and-select. Either way the steps
+    # from the bad one on change no weight, slot or step counter, and no variable keeps a patch.
+    from kdkeras.distill import guard
+    from kdkeras.distill.guard import DivergenceGuard
+
+    monkeypatch.setattr(DivergenceGuard, "CHECK_SECONDS", 1e9)
+    gated = []
+    real = guard._gated_writes
+    monkeypatch.setattr(guard, "_gated_writes", lambda *a: gated.append(1) or real(*a))
+    (x, y), _ = digits_data
+    x = x[:256].copy()
+    x[70] = np.inf  # second batch of 64, of 4
+    student = small_student()
+    d = compiled(student, trained_teacher, jit_compile=True, optimizer=make_optimizer())
+    with pytest.raises(kd.TrainingDivergedError, match="epoch 1, step 2"):
+        d.fit(x, y[:256], epochs=1, batch_size=64, shuffle=False, verbose=0)
+    assert bool(gated) == (not isinstance(d.optimizer, _OwnAdam))
+    reference = small_student()
+    ref = compiled(reference, trained_teacher, jit_compile=True, optimizer=make_optimizer())
+    ref.fit(x[:64], y[:64], epochs=1, batch_size=64, shuffle=False, verbose=0)
+    assert int(d.optimizer.iterations.numpy()) == 1
+    for a, b in zip(reference.get_weights(), student.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    assert len(ref.optimizer.variables) == len(d.optimizer.variables)
+    for a, b in zip(ref.optimizer.variables, d.optimizer.variables):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-9)
+    for v in d.optimizer.variables + student.trainable_variables:
+        assert not {"assign", "assign_add", "assign_sub"} & set(vars(v)), v.name
