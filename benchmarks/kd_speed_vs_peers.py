@@ -24,9 +24,10 @@ configurations, so a slow moment of the machine falls on all of them alike; the 
 all those epochs of all seeds. "best epoch" is the ratio of the fastest of those epochs (the
 least disturbed by the rest of the machine). "by CPU time" is the median ratio from the CPU
 seconds this process spent in those epochs (all threads), which a throttled or shared virtual
-machine disturbs less than wall time. Two runs 15 minutes apart on a 2-core virtual machine (the
-second with one change to kdkeras worth a few percent at most) gave 1.39x and 1.00x in the same
-whole-fit row (MLP vs ``keras.distillation``): read a gap of a few percent as noise. Speed ratios are kdkeras's samples/s over the peer's (above 1:
+machine disturbs less than wall time. Two runs 15 minutes apart on a 2-core virtual machine
+(the second with one change to kdkeras worth a few percent at most) gave 1.39x and 1.00x in the
+same whole-fit row (MLP vs ``keras.distillation``): read a gap of a few percent as noise. Speed
+ratios are kdkeras's samples/s over the peer's (above 1:
 kdkeras is faster).
 
 Where the time went (TF 2.21, tf-keras 2.21, 2 cores), before the changes this script measures:
