@@ -36,6 +36,7 @@ from kdkeras.distill.batches import (
     unpack,
     weighted_mean,
 )
+from kdkeras.distill.graph_code import graph_code
 from kdkeras.distill.guard import DivergenceGuard, TrainingDivergedError, all_finite, apply_if_finite
 from kdkeras.distill.hints import HintLoss
 from kdkeras.distill.hooks import fit_callbacks
@@ -228,6 +229,7 @@ class Distiller(keras.Model):
     def get_metrics_result(self):
         return metrics_result(self.loss_means, self.metrics)
 
+    @graph_code
     def call(self, inputs, training=None):
         if is_dict_batch(inputs):  # a {"x", "y", "teacher_logits"} batch
             inputs = dict_batch_inputs(inputs)
@@ -307,6 +309,7 @@ class Distiller(keras.Model):
         return logs
 
     # ----------------------------------------------------------------------------- steps
+    @graph_code  # see kdkeras.distill.graph_code
     def train_step(self, data):
         if not self._compiled_kd:
             raise RuntimeError("Call Distiller.compile(...) before fit().")
@@ -354,6 +357,7 @@ class Distiller(keras.Model):
                              "Use labels='off' (distillation only on mixed inputs).")
         return self.mix.mix(x, y, int(self.student.output_shape[-1]))
 
+    @graph_code
     def test_step(self, data):
         x, y, sw, logits = self._unpack(data)
         if logits is None and self._teacher is None:

@@ -26,6 +26,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras as keras
 
+from kdkeras.distill.graph_code import graph_code
+
 
 class LossMeans(keras.metrics.Metric):
     """Per-batch means of named scalar losses, in one ``total`` and one ``count`` vector.
@@ -57,6 +59,7 @@ class LossMeans(keras.metrics.Metric):
         """One metric per part, named after it, in the order of ``names``."""
         return list(self._views)
 
+    @graph_code  # see kdkeras.distill.graph_code
     def update_state(self, parts: Dict[str, tf.Tensor]):
         """Adds each given part's value (a scalar) to its running mean; missing parts are not
         counted."""
