@@ -145,6 +145,35 @@ Where the time went last (same method; a second look at whole epochs with ``cPro
   one-epoch ``fit`` minus a second one, three interleaved pairs) took 6.4, 4.8 and 4.8 s against
   1.7, 2.3 and 4.9 s for a plain ``fit``: this machine's compile times vary as much as the gap.
 
+Where the time went in this round (first ``fit`` of fresh models under ``jit_compile=True``,
+offline MLP; autograph's conversions counted by wrapping its ``_convert_actual``):
+
+* The larger compile was mostly autograph, not XLA. tf-keras calls a ``train_step``
+  unconverted without XLA, but under ``jit_compile=True`` it wraps the step in a
+  ``tf.function`` of its own, and autograph then converted every kdkeras function the step
+  calls (60, against none for a plain ``fit``, whose code is on autograph's do-not-convert
+  list) on the first ``fit`` of each process: 4.10-4.53 s for that first ``fit`` against
+  1.65-2.92 s once the step is marked as graph code (``kdkeras.distill.graph_code``; three
+  fresh processes converted, five marked). In the benchmark the offline whole-fit rows under XLA went from
+  0.79x (MLP) and 0.77x (CNN) in run J to 1.09x and 0.94x in run K.
+* The two XLA compilations themselves (the full batch, then the last, smaller one) took
+  1.67-1.84 s for kdkeras's step against 1.29-1.53 s for a plain ``fit``'s (three pairs).
+* The rest of a first jit ``fit`` was not in the step: 0.4-0.9 s after ``on_train_end``,
+  in four of five kdkeras fits and two of five plain ones, ``fit`` was still returning --
+  deleting the epoch's ``tf.data`` iterator waited for its autotuning thread
+  (``RootDataset::Iterator::~Iterator``, seen with ``py-spy dump --native``). With
+  ``tf.data.Options().autotune.enabled = False`` on the dataset that wait was gone in ten of
+  ten fits (kdkeras's first jit ``fit``, median of 5: 2.78 -> 1.82 s; a plain ``fit``'s 1.67 ->
+  1.43 s), but steady epochs without autotune were 5-7% slower for a plain ``fit`` and 2%
+  faster for kdkeras in two runs: not changed in ``kd.data.to_dataset``.
+* Offline without XLA, the logits are a third component of every example in the input
+  pipeline (sliced, shuffled and batched one example at a time): 4-7 ms more CPU per epoch of
+  5,000 examples, consumed in-graph in three runs -- about the whole difference between an
+  offline MLP epoch with ``steps_per_execution=16`` and a plain one's (in the train function's
+  calls 76.5 vs 72.5 ms wall, 103.0 vs 97.4 ms CPU; outside them 3.4 vs 3.3 ms, median of 15).
+  Gathering the rows of each batch by index from a shuffled ``range`` (with or without a
+  batched ``stateless_shuffle`` permutation) or TensorFlow's global shuffle was not cheaper.
+
     python benchmarks/kd_speed_vs_peers.py                       # both students, 3 seeds
     python benchmarks/kd_speed_vs_peers.py --students mlp --seeds 1 --epochs 2   # a quick look
 """

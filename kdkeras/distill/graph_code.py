@@ -1,12 +1,13 @@
 """Marks kdkeras's own step code as graph code that autograph leaves alone.
 
 The Distiller's ``train_step``, ``test_step`` and ``call`` and the loss means' ``update_state``
-have no Python control flow on tensors. tf-keras calls them unconverted, as it calls its own
-``train_step`` (module ``tf_keras`` is on autograph's do-not-convert list, ``kdkeras`` is not),
+have no Python control flow on tensors. tf-keras calls a train and test step unconverted, as it
+calls its own (module ``tf_keras`` is on autograph's do-not-convert list, ``kdkeras`` is not),
 except under ``jit_compile=True``: tf-keras then wraps the step in a ``tf.function`` of its own,
 and autograph converted every kdkeras function the step calls (60 for an offline step) on the
-first ``fit`` of each process. Offline MLP student, ``jit_compile=True``, three fresh processes
-each: first ``fit`` 4.10-4.53 s converted, 1.91-2.89 s marked.
+first ``fit`` of each process. Offline MLP student, ``jit_compile=True``, fresh processes: first
+``fit`` 4.10-4.53 s converted (three), 1.65-2.92 s marked (five). Keras converts a layer's
+``call`` and a metric's ``update_state`` itself, with or without XLA, unless they are marked.
 
 Marked, a function is called as tf-keras's own ``train_step`` is: unconverted, with autograph's
 status unchanged, so whatever Keras converts in a plain ``fit`` is still converted -- a

@@ -32,7 +32,7 @@ def test_autograph_honours_the_mark():
 def test_no_kdkeras_function_is_converted_in_fit_or_evaluate(jit, trained_teacher, monkeypatch):
     """Under ``jit_compile=True`` tf-keras wraps the step in a ``tf.function`` of its own, whose
     autograph converted 60 kdkeras functions on the first fit of a process (4.1-4.5 s first fit
-    against 1.9-2.9 s, offline MLP student): none are converted now."""
+    against 1.7-2.9 s, offline MLP student): none are converted now."""
     converted = []
     actual = autograph_api._convert_actual  # every conversion (cached or not) passes here
 
